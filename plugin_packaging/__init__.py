@@ -1,0 +1,3 @@
+"""plugin_packaging: find, install, check and package StreamKit's native plugins."""
+
+__version__ = "0.1.0"

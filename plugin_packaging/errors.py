@@ -1,0 +1,50 @@
+"""The one error type users see: what went wrong, in which file, and how to fix it.
+
+Every mistake a user can make (a missing artifact, broken YAML, an unsafe id) is raised as a
+`PackagingError` and turned into a single readable message by the task layer; a traceback means a
+bug in this tool, never a user mistake.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PackagingError(Exception):
+    """A user-facing failure with a stable code, the file it concerns and a hint."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        path: Path | str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.path = Path(path) if path is not None else None
+        self.hint = hint
+
+    def render(self, severity: str = "error") -> str:
+        """The message as shown to a person: `error[code]: path: message` and the hint below."""
+        where = f"{display_path(self.path)}: " if self.path is not None else ""
+        text = f"{severity}[{self.code}]: {where}{self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def display_path(path: Path) -> str:
+    """A path as a person wants to read it: relative to the working directory when inside it.
+
+    Control characters (a newline in a hostile file name) are escaped so a message stays one line.
+    """
+    try:
+        shown = str(path.relative_to(Path.cwd())) if path.is_absolute() else str(path)
+    except (ValueError, OSError):
+        shown = str(path)
+    return shown.encode("unicode_escape", "backslashreplace").decode("ascii") if not shown.isprintable() else shown

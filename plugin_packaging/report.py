@@ -1,0 +1,85 @@
+"""Turning results into text for people: one line per plugin, a summary, hints under errors.
+
+Nothing here decides anything or touches the disk; it renders values made elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from .check import CheckReport
+from .errors import display_path
+from .install import InstallReport, PluginAction
+
+_LABELS = {
+    "install": ("installed", "would install"),
+    "update": ("updated", "would update"),
+    "up-to-date": ("up to date", "up to date"),
+    "not-built": ("not built", "not built"),
+    "failed": ("FAILED", "FAILED"),
+    "orphaned": ("orphaned", "orphaned"),
+    "remove": ("removed", "would remove"),
+}
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def render_install(report: InstallReport, native_dir: Path) -> str:
+    """The report of `copy-plugins-native`: repairs, a line per plugin, problems, a summary."""
+    lines = [f"repair: {line}" for line in report.repairs]
+    for error in report.scan_errors:
+        lines.append(error.render())
+    for warning in report.scan_warnings:
+        lines.append(warning.render("warning"))
+    width = max((len(a.id) for a in report.actions), default=0)
+    for action in report.actions:
+        lines.extend(_action_lines(action, width, report.dry_run))
+    lines.append(_summary(report, native_dir))
+    return "\n".join(lines)
+
+
+def _action_lines(action: PluginAction, width: int, dry_run: bool) -> list[str]:
+    label = _LABELS[action.action][1 if dry_run else 0]
+    head = f"  {label:<13} {action.id:<{width}}  {action.version or '':<9}"
+    if action.action in ("install", "update", "up-to-date"):
+        head += f" {action.library}  {human_size(action.size)}"
+    elif action.detail and action.error is None:
+        head += f" {action.detail}"
+    lines = [head.rstrip()]
+    if action.error is not None:
+        lines.extend("      " + line for line in action.error.render().splitlines())
+    for warning in action.warnings:
+        lines.extend("      " + line for line in warning.render("warning").splitlines())
+    return lines
+
+
+def _summary(report: InstallReport, native_dir: Path) -> str:
+    counts = Counter(a.action for a in report.actions)
+    order = ("install", "update", "up-to-date", "not-built", "orphaned", "remove", "failed")
+    parts = [f"{counts[k]} {_LABELS[k][0].lower()}" for k in order if counts[k]]
+    if report.scan_errors:
+        parts.append(f"{len(report.scan_errors)} source error(s)")
+    text = ", ".join(parts) or "no plugins found"
+    suffix = " (dry run: nothing was changed)" if report.dry_run else ""
+    return f"{text} -> {display_path(native_dir)}{suffix}"
+
+
+def render_check_summary(report: CheckReport) -> str:
+    """One line for after an install; details are `check-plugins-native`'s job."""
+    errors, warnings = report.count("error"), report.count("warning")
+    if not errors and not warnings:
+        return f"check: the loader will accept {display_path(report.plugins_dir)}"
+    lines = [f"check: {errors} error(s), {warnings} warning(s) in {display_path(report.plugins_dir)}"]
+    for finding in report.findings:
+        if finding.severity in ("error", "warning"):
+            lines.append(f"  {finding.severity}[{finding.code}]: {display_path(finding.path)}: {finding.message}")
+            lines.append(f"    hint: {finding.hint}")
+    return "\n".join(lines)

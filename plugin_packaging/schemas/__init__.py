@@ -1,0 +1,1 @@
+"""JSON Schemas of the documents this tool writes (shipped in the wheel as package data)."""

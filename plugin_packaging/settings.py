@@ -1,0 +1,156 @@
+"""One frozen `Settings` value, built from invoke's config (defaults, invoke.yaml, env) and flags.
+
+Tasks never read invoke's config directly: they call `Settings.from_config` once and hand the
+value to plain functions, so the logic is testable without invoke and the precedence (defaults <
+`invoke.yaml` < `INVOKE_PLUGINS_*` < command-line flags) lives in one place.
+"""
+
+from __future__ import annotations
+
+import platform as _host
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import PackagingError
+from .names import PLATFORMS, Platform
+
+#: The settings namespace in invoke's config: `plugins.<key>` in invoke.yaml,
+#: `INVOKE_PLUGINS_<KEY>` in the environment.
+CONFIG_NAMESPACE = "plugins"
+
+#: Defaults registered with `ns.configure`. Extras are plugins without a source `plugin.yml`;
+#: StreamKit's gain-native example is one, so it is declared here and works out of the box.
+DEFAULTS: dict[str, Any] = {
+    "root": ".",
+    "plugins_dir": None,
+    "platform": None,
+    "source_patterns": [
+        "plugins/native/*/plugin.yml",
+        "plugins/native/*/plugin.yaml",
+        "plugins/native/*/marketplace.yml",
+    ],
+    "extras": {
+        "gain-native": {
+            "name": "Gain (native example)",
+            "node_kind": "gain",
+            "crate": "examples/plugins/gain-native",
+            "artifact": "examples/plugins/gain-native/target/release/libgain_plugin_native.so",
+            "description": "Example native gain filter",
+        },
+    },
+    "template": None,
+    "jobs": 4,
+    "check": True,
+    "require_all": False,
+    "prune": False,
+    "rules": {},
+}
+
+
+def host_platform() -> Platform:
+    """The platform this Python runs on, in the loader's vocabulary."""
+    if sys.platform.startswith("linux"):
+        return "linux"
+    if sys.platform == "darwin":
+        return "macos"
+    if sys.platform in ("win32", "cygwin"):
+        return "windows"
+    raise PackagingError(
+        "unknown-platform",
+        f"cannot tell the plugin platform of this host ({sys.platform}, {_host.machine()})",
+        hint="pass --platform linux|macos|windows",
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know about where things are and what to do."""
+
+    root: Path
+    plugins_dir: Path
+    platform: Platform
+    source_patterns: tuple[str, ...]
+    extras: Mapping[str, Mapping[str, Any]]
+    template: Path | None = None
+    jobs: int = 4
+    check: bool = True
+    require_all: bool = False
+    prune: bool = False
+    rules: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def native_dir(self) -> Path:
+        return self.plugins_dir / "native"
+
+    @property
+    def state_dir(self) -> Path:
+        """Our own bookkeeping: lock, state and staging, under `P/` where the loader never looks."""
+        return self.plugins_dir / ".plugin-packaging"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None, **flags: Any) -> "Settings":
+        """Merge defaults, the `plugins` config namespace and flags (a flag of None is unset)."""
+        merged: dict[str, Any] = dict(DEFAULTS)
+        merged["extras"] = dict(DEFAULTS["extras"])
+        if config:
+            for key, value in dict(config).items():
+                if key == "extras" and isinstance(value, Mapping):
+                    merged["extras"].update(value)
+                else:
+                    merged[key] = value
+        for key, value in flags.items():
+            if value is not None:
+                merged[key] = value
+        return cls._validated(merged)
+
+    @classmethod
+    def _validated(cls, values: Mapping[str, Any]) -> "Settings":
+        root = Path(str(values["root"])).expanduser()
+        if not root.is_dir():
+            raise PackagingError(
+                "root-missing",
+                "the StreamKit checkout does not exist or is not a directory",
+                root,
+                hint="run at the root of a StreamKit checkout or pass --root PATH",
+            )
+        root = root.resolve()
+        plugins_dir = values.get("plugins_dir")
+        plugins_path = root / ".plugins" if not plugins_dir else root / Path(str(plugins_dir))
+        platform = values.get("platform") or host_platform()
+        if platform not in PLATFORMS:
+            raise PackagingError(
+                "bad-platform",
+                f"unknown platform {platform!r}",
+                hint="use one of: " + ", ".join(PLATFORMS),
+            )
+        extras = values.get("extras") or {}
+        if not isinstance(extras, Mapping):
+            raise PackagingError(
+                "bad-setting",
+                "plugins.extras must be a mapping of plugin id to its declaration",
+                hint="see the README's settings section",
+            )
+        # `gain-native: null` in invoke.yaml removes a default extra.
+        extras = {k: v for k, v in extras.items() if v is not None}
+        jobs = values.get("jobs", 4)
+        if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+            raise PackagingError("bad-setting", f"plugins.jobs must be a positive integer, not {jobs!r}")
+        rules = values.get("rules") or {}
+        if not isinstance(rules, Mapping):
+            raise PackagingError("bad-setting", "plugins.rules must map rule codes to a severity or 'ignore'")
+        template = values.get("template")
+        return cls(
+            root=root,
+            plugins_dir=plugins_path.absolute(),
+            platform=platform,
+            source_patterns=tuple(values.get("source_patterns") or ()),
+            extras=extras,
+            template=(root / Path(str(template))) if template else None,
+            jobs=jobs,
+            check=bool(values.get("check", True)),
+            require_all=bool(values.get("require_all", False)),
+            prune=bool(values.get("prune", False)),
+            rules=dict(rules),
+        )
