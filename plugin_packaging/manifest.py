@@ -131,7 +131,10 @@ def validate_manifest(data: Mapping[str, Any], path: Path) -> None:
         if value is not None and not isinstance(value, str):
             hint = None
             if key == "version":
-                hint = f'quote it: `version: "{value}"` (YAML reads {value!r} as a {type(value).__name__})'
+                hint = (
+                    f"YAML read the unquoted version as the {type(value).__name__} {value!r}; "
+                    'quote a full SemVer version, e.g. `version: "0.10.0"`'
+                )
             raise PackagingError(
                 "manifest-wrong-type", f"`{key}` must be a string, not {type(value).__name__} {value!r}", path, hint=hint
             )

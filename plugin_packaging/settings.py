@@ -132,8 +132,13 @@ class Settings:
                 "plugins.extras must be a mapping of plugin id to its declaration",
                 hint="see the README's settings section",
             )
-        # `gain-native: null` in invoke.yaml removes a default extra.
-        extras = {k: v for k, v in extras.items() if v is not None}
+        # `gain-native: {enabled: false}` in invoke.yaml turns a default extra off (invoke's
+        # config merge cannot replace a mapping with null).
+        extras = {
+            k: {key: value for key, value in v.items() if key != "enabled"} if isinstance(v, Mapping) else v
+            for k, v in extras.items()
+            if v is not None and not (isinstance(v, Mapping) and v.get("enabled") is False)
+        }
         jobs = values.get("jobs", 4)
         if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
             raise PackagingError("bad-setting", f"plugins.jobs must be a positive integer, not {jobs!r}")

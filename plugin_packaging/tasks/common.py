@@ -42,8 +42,22 @@ def settings_for(c: Context, root: str | None = None, **flags: Any) -> Settings:
     project = getattr(config, "_project_prefix", None)
     wanted = str(root_path.resolve()) + "/"
     if root_path.is_dir() and project != wanted:
+        from invoke.config import AmbiguousMergeError
+        from invoke.exceptions import UnknownFileType
+
         config.set_project_location(str(root_path.resolve()))
-        config.load_project()
+        try:
+            config.load_project()
+        except AmbiguousMergeError as exc:
+            raise PackagingError(
+                "bad-setting",
+                f"cannot merge a setting with the defaults ({exc})",
+                root_path / "invoke.yaml",
+                hint="a setting that is a mapping by default (such as an extra) must stay a mapping; "
+                "use `enabled: false` to turn an extra off",
+            ) from None
+        except (UnknownFileType, ValueError, OSError) as exc:
+            raise PackagingError("bad-setting", f"cannot read the settings ({exc})", root_path) from None
     namespace = dict(config.get(CONFIG_NAMESPACE, {}) or {})
     return Settings.from_config(namespace, root=str(root_path), **flags)
 
