@@ -68,7 +68,14 @@ class _Findings:
             return
         rule = RULES[code]
         self.items.append(
-            Finding(code, severity, rule.message.format(**details), rule.hint.format(**details), path, bundle)
+            Finding(
+                code,
+                severity,
+                rule.message.format(bundle=bundle, **details),
+                rule.hint.format(bundle=bundle, **details),
+                path,
+                bundle,
+            )
         )
 
 
@@ -102,14 +109,14 @@ def check_plugins_dir(
 def _check_bundle(bundle: Path, name: str, findings: _Findings) -> None:
     libraries = sorted(n for n in os.listdir(bundle) if is_native_library_name(n))
     if not libraries:
-        findings.add("bundle-without-library", bundle, name, bundle=name)
+        findings.add("bundle-without-library", bundle, name)
     elif len(libraries) > 1:
         findings.add(
-            "bundle-several-libraries", bundle, name, bundle=name, count=len(libraries), names=", ".join(libraries)
+            "bundle-several-libraries", bundle, name, count=len(libraries), names=", ".join(libraries)
         )
     manifest = bundle / "plugin.yml"
     if not manifest.is_file():
-        findings.add("manifest-missing", bundle, name, bundle=name)
+        findings.add("manifest-missing", bundle, name)
         return
     from .manifest import validate_manifest
     from .yamlio import load_yaml_file

@@ -46,6 +46,12 @@ DEFAULTS: dict[str, Any] = {
     "require_all": False,
     "prune": False,
     "rules": {},
+    # How plugins are built (build-plugins-native): a command per plugin id for sources that are
+    # not plain cargo crates (a string runs in the shell at the root, a list runs as is), and
+    # extra arguments for every `cargo build` (a list, or one string split like a shell would,
+    # so that INVOKE_PLUGINS_CARGO_ARGS="--offline --locked" works; invoke cannot cast a list).
+    "build_commands": {},
+    "cargo_args": None,
 }
 
 
@@ -79,6 +85,10 @@ class Settings:
     require_all: bool = False
     prune: bool = False
     rules: Mapping[str, str] = field(default_factory=dict)
+    #: plugin id -> build command: a string for the shell, or an argument list; run at the root.
+    build_commands: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
+    #: Appended to every `cargo build` (e.g. `--offline`, `--locked`).
+    cargo_args: tuple[str, ...] = ()
 
     @property
     def native_dir(self) -> Path:
@@ -146,6 +156,8 @@ class Settings:
         if not isinstance(rules, Mapping):
             raise PackagingError("bad-setting", "plugins.rules must map rule codes to a severity or 'ignore'")
         template = values.get("template")
+        build_commands = _build_commands(values.get("build_commands"))
+        cargo_args = _argument_list(values.get("cargo_args"), "plugins.cargo_args")
         return cls(
             root=root,
             plugins_dir=plugins_path.absolute(),
@@ -158,4 +170,53 @@ class Settings:
             require_all=bool(values.get("require_all", False)),
             prune=bool(values.get("prune", False)),
             rules=dict(rules),
+            build_commands=build_commands,
+            cargo_args=cargo_args,
         )
+
+
+def _argument_list(value: Any, key: str) -> tuple[str, ...]:
+    """A list of command-line arguments from a YAML list or one shell-quoted string."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        import shlex
+
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise PackagingError("bad-setting", f"{key} cannot be split into arguments: {exc}") from None
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise PackagingError(
+        "bad-setting",
+        f"{key} must be a list of strings or one string, not {value!r}",
+        hint='e.g. cargo_args: ["--offline"]',
+    )
+
+
+def _build_commands(value: Any) -> dict[str, str | tuple[str, ...]]:
+    """`plugins.build_commands`: id -> a shell command string, or an argument list."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise PackagingError(
+            "bad-setting",
+            "plugins.build_commands must map plugin ids to build commands",
+            hint='e.g. build_commands: {volume-c: "make -C plugins/native/volume-c"}',
+        )
+    commands: dict[str, str | tuple[str, ...]] = {}
+    for plugin_id, command in value.items():
+        if command is None:
+            continue  # `id: null` in invoke.yaml removes a command set elsewhere
+        if isinstance(command, str) and command.strip():
+            commands[str(plugin_id)] = command
+        elif isinstance(command, (list, tuple)) and command and all(isinstance(a, str) for a in command):
+            commands[str(plugin_id)] = tuple(command)
+        else:
+            raise PackagingError(
+                "bad-setting",
+                f"plugins.build_commands.{plugin_id} must be a command string or a non-empty list of "
+                f"arguments, not {command!r}",
+            )
+    return commands

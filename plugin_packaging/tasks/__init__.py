@@ -9,10 +9,10 @@ from __future__ import annotations
 from invoke import Collection
 
 from ..settings import CONFIG_NAMESPACE, DEFAULTS
-from . import install
+from . import everyday, install
 
 ns = Collection()
-for module in (install,):
+for module in (install, everyday):
     for task in module.TASKS:
         ns.add_task(task)
 ns.configure({CONFIG_NAMESPACE: DEFAULTS})

@@ -1,0 +1,228 @@
+"""The everyday tasks: build plugins, build and install them, list them, migrate an old layout.
+
+Thin, like every task here: settings in, one plain function from `build.py`, `listing.py` or
+`migrate.py`, its report out, an exit status. Those modules are imported inside the tasks, so
+`plugin-packaging --list` and shell completion stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from invoke import Context, Exit, task
+
+from ..settings import Settings
+from .common import COMMON_HELP, EXIT_USAGE, settings_for, user_errors
+
+#: What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+_BUILD_HELP = {
+    "only": "a plugin id to build (repeat for several: --only a --only b); default: every plugin",
+    "release": "build cargo's release profile (the default; what the artifact paths name)",
+    "debug": "build cargo's debug profile instead (build only: installing uses the declared "
+    "release artifacts)",
+    "jobs": "passed to cargo and make as -j N (default: their own, one per CPU)",
+    "dry_run": "print the build command of each plugin and run nothing",
+}
+
+
+@task(
+    iterable=["only"],
+    help={
+        "root": COMMON_HELP["root"],
+        **_BUILD_HELP,
+    },
+)
+@user_errors
+def build_plugins_native(
+    c: Context,
+    root: str | None = None,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    release: bool = False,
+    debug: bool = False,
+    jobs: int = 0,
+) -> None:
+    """Build every native plugin source: cargo crates, and C plugins by their declared command.
+
+    Official crates build with CARGO_TARGET_DIR=<root>/target/plugins, examples in their own
+    target directory: both read from the `artifact` path (the part before release/ or debug/).
+    Crates without Cargo.toml build with plugins.build_commands.<id> (a shell command run at
+    the root), else with `make -C <dir>` when the directory has a Makefile. Extra cargo flags
+    come from plugins.cargo_args (e.g. ["--offline"]). Exit status 1 when any plugin failed.
+    """
+    from ..build import build_plugins, render_build_summary
+
+    settings = settings_for(c, root)
+    profile = _profile(release, debug)
+    report = build_plugins(settings, only=only or (), profile=profile, jobs=jobs or None, dry_run=dry_run)
+    print(render_build_summary(report, settings.root))
+    if report.interrupted:
+        raise Exit(code=EXIT_INTERRUPTED)
+    if report.failed:
+        raise Exit(code=1)
+
+
+@task(
+    iterable=["only"],
+    help={
+        "root": COMMON_HELP["root"],
+        "plugins_dir": COMMON_HELP["plugins_dir"],
+        "only": "a plugin id to build and install (repeat for several); default: every plugin",
+        "dry_run": "print the build commands and the install plan; build and change nothing",
+        "jobs": "-j N for cargo and make, and the number of plugins copied in parallel",
+        "require_all": "fail when a plugin is not built (for CI); by default it is reported and skipped",
+        "no_check": "do not check the result against the loader's rules afterwards",
+        "prune": "remove bundles this tool installed earlier whose source is gone",
+    },
+)
+@user_errors
+def install_plugins_native(
+    c: Context,
+    root: str | None = None,
+    plugins_dir: str | None = None,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    jobs: int = 0,
+    require_all: bool = False,
+    no_check: bool = False,
+    prune: bool = False,
+) -> None:
+    """Build native plugins (release), then install them as copy-plugins-native does.
+
+    A plugin whose build fails is not installed (its library on disk is from an older build)
+    and its installed copy is kept; the others are installed. Exit status 1 when anything failed.
+    """
+    from ..build import build_plugins, render_build_summary
+    from ..install import install_plugins
+    from ..report import render_install
+
+    settings = settings_for(
+        c,
+        root,
+        plugins_dir=plugins_dir,
+        jobs=jobs or None,
+        require_all=require_all or None,
+        prune=prune or None,
+        check=False if no_check else None,
+    )
+    selected = tuple(only or ())
+    built = build_plugins(settings, only=selected, jobs=jobs or None, dry_run=dry_run)
+    print(render_build_summary(built, settings.root))
+    if built.interrupted:
+        raise Exit("interrupted: nothing was installed", EXIT_INTERRUPTED)
+    failed_builds = {r.plugin_id for r in built.results if r.status == "failed"}
+    if failed_builds:
+        # Install only what built: an empty selection would mean "everything" to the installer.
+        selected = tuple(r.plugin_id for r in built.results if r.status == "built")
+        if not selected:
+            raise Exit("nothing was installed: no plugin built", 1)
+    if dry_run:
+        print("install plan (from the libraries on disk now; the build above did not run):")
+    report = install_plugins(settings, only=selected, dry_run=dry_run, require_all=settings.require_all)
+    print(render_install(report, settings.native_dir))
+    failed = report.failed or built.failed
+    if settings.check and not dry_run:
+        failed = _check(settings, report.changed) or failed
+    if failed:
+        raise Exit(code=1)
+
+
+@task(
+    help={
+        "root": COMMON_HELP["root"],
+        "plugins_dir": COMMON_HELP["plugins_dir"],
+        "platform": COMMON_HELP["platform"],
+        "format": "text (an aligned table, the default) or json (versioned, for scripts)",
+    },
+)
+@user_errors
+def list_plugins_native(
+    c: Context,
+    root: str | None = None,
+    plugins_dir: str | None = None,
+    platform: str | None = None,
+    format: str = "text",
+) -> None:
+    """List every native plugin: id, node kind, version, status, source and library.
+
+    Status is one of: not built, built (not installed), installed and up to date, installed but
+    stale (copy-plugins-native would update it), installed with no source here, or a bare file
+    the loader skips. Changes nothing. Exit status 1 when a source declaration is broken.
+    """
+    if format not in ("text", "json"):
+        raise Exit(f"error[bad-format]: --format must be text or json, not {format!r}", EXIT_USAGE)
+    from ..listing import list_plugins, render_plugin_table
+
+    settings = settings_for(c, root, plugins_dir=plugins_dir, platform=platform)
+    listing = list_plugins(settings)
+    if format == "json":
+        import json
+
+        print(json.dumps(listing.to_json(), indent=2))
+    else:
+        print(render_plugin_table(listing))
+    if listing.failed:
+        raise Exit(code=1)
+
+
+@task(
+    help={
+        "root": COMMON_HELP["root"],
+        "plugins_dir": COMMON_HELP["plugins_dir"],
+        "dry_run": "print the migration plan and change nothing",
+    },
+)
+@user_errors
+def migrate_plugins_native(
+    c: Context,
+    root: str | None = None,
+    plugins_dir: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Move a pre-#272 flat native/ directory into native/<id>/ bundles.
+
+    Each bare library goes into native/<id>/ (the id of the source that builds it, else its
+    stem: libpocket_tts.so -> pocket_tts) with a plugin.yml: generated from the source, or its
+    old <stem>.plugin.yml renamed. An existing bundle is never overwritten: a conflict refuses
+    the whole migration and changes nothing (exit status 1). Versioned files (libfoo.so.1) are
+    reported and left in place. Ends with the checker's verdict on the result.
+    """
+    from ..migrate import migrate_plugins, render_migration_plan, render_migration_result
+
+    settings = settings_for(c, root, plugins_dir=plugins_dir)
+    result = migrate_plugins(
+        settings, dry_run=dry_run, on_plan=lambda plan: print(render_migration_plan(plan), flush=True)
+    )
+    summary = render_migration_result(result)
+    if summary:
+        print(summary)
+    failed = result.failed
+    if not dry_run and settings.native_dir.is_dir():
+        failed = _check(settings, None) or failed
+    if failed:
+        raise Exit(code=1)
+
+
+def _profile(release: bool, debug: bool) -> Literal["release", "debug"]:
+    if release and debug:
+        raise Exit("error[bad-profile]: give --release or --debug, not both", EXIT_USAGE)
+    return "debug" if debug else "release"
+
+
+def _check(settings: Settings, bundles: tuple[str, ...] | None) -> bool:
+    """Print the checker's verdict on `bundles` (None: every bundle); True when it fails."""
+    from ..check import check_plugins_dir
+    from ..report import render_check_summary
+
+    result = check_plugins_dir(
+        settings.plugins_dir,
+        rule_overrides=settings.rules,
+        bundles=set(bundles) if bundles is not None else None,
+    )
+    print(render_check_summary(result))
+    return result.failed()
+
+
+TASKS = [build_plugins_native, install_plugins_native, list_plugins_native, migrate_plugins_native]
