@@ -73,13 +73,7 @@ def _summary(report: InstallReport, native_dir: Path) -> str:
 
 
 def render_check_summary(report: CheckReport) -> str:
-    """One line for after an install; details are `check-plugins-native`'s job."""
-    errors, warnings = report.count("error"), report.count("warning")
-    if not errors and not warnings:
-        return f"check: the loader will accept {display_path(report.plugins_dir)}"
-    lines = [f"check: {errors} error(s), {warnings} warning(s) in {display_path(report.plugins_dir)}"]
-    for finding in report.findings:
-        if finding.severity in ("error", "warning"):
-            lines.append(f"  {finding.severity}[{finding.code}]: {display_path(finding.path)}: {finding.message}")
-            lines.append(f"    hint: {finding.hint}")
-    return "\n".join(lines)
+    """The check after an install: one line when clean, else errors and warnings with hints."""
+    from .findings import render_summary
+
+    return render_summary(report)

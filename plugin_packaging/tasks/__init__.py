@@ -9,10 +9,10 @@ from __future__ import annotations
 from invoke import Collection
 
 from ..settings import CONFIG_NAMESPACE, DEFAULTS
-from . import everyday, install
+from . import check, everyday, install
 
 ns = Collection()
-for module in (install, everyday):
+for module in (install, everyday, check):
     for task in module.TASKS:
         ns.add_task(task)
 ns.configure({CONFIG_NAMESPACE: DEFAULTS})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Collection, TypeVar
 
 from invoke import Context, Exit
 
@@ -73,3 +73,24 @@ def user_errors(function: F) -> F:
             raise Exit(exc.render(), EXIT_USAGE) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_and_print(settings: Settings, bundles: Collection[str] | None) -> bool:
+    """The checker's verdict after a task changed the tree; True when the loader would refuse.
+
+    `bundles` names what changed (None: everything), so a re-run that changed nothing opens no
+    library. The target platform is the one the task installed for, not necessarily the host.
+    """
+    from ..check import check_plugins_dir
+    from ..library_rules import Target
+    from ..report import render_check_summary
+
+    result = check_plugins_dir(
+        settings.plugins_dir,
+        rule_overrides=settings.rules,
+        bundles=set(bundles) if bundles is not None else None,
+        root=settings.root,
+        target=Target.of(settings.platform),
+    )
+    print(render_check_summary(result))
+    return result.failed()

@@ -11,8 +11,7 @@ from typing import Literal
 
 from invoke import Context, Exit, task
 
-from ..settings import Settings
-from .common import COMMON_HELP, EXIT_USAGE, settings_for, user_errors
+from .common import COMMON_HELP, EXIT_USAGE, check_and_print, settings_for, user_errors
 
 #: What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
@@ -124,7 +123,7 @@ def install_plugins_native(
     print(render_install(report, settings.native_dir))
     failed = report.failed or built.failed
     if settings.check and not dry_run:
-        failed = _check(settings, report.changed) or failed
+        failed = check_and_print(settings, report.changed) or failed
     if failed:
         raise Exit(code=1)
 
@@ -200,7 +199,7 @@ def migrate_plugins_native(
         print(summary)
     failed = result.failed
     if not dry_run and settings.native_dir.is_dir():
-        failed = _check(settings, None) or failed
+        failed = check_and_print(settings, None) or failed
     if failed:
         raise Exit(code=1)
 
@@ -209,20 +208,6 @@ def _profile(release: bool, debug: bool) -> Literal["release", "debug"]:
     if release and debug:
         raise Exit("error[bad-profile]: give --release or --debug, not both", EXIT_USAGE)
     return "debug" if debug else "release"
-
-
-def _check(settings: Settings, bundles: tuple[str, ...] | None) -> bool:
-    """Print the checker's verdict on `bundles` (None: every bundle); True when it fails."""
-    from ..check import check_plugins_dir
-    from ..report import render_check_summary
-
-    result = check_plugins_dir(
-        settings.plugins_dir,
-        rule_overrides=settings.rules,
-        bundles=set(bundles) if bundles is not None else None,
-    )
-    print(render_check_summary(result))
-    return result.failed()
 
 
 TASKS = [build_plugins_native, install_plugins_native, list_plugins_native, migrate_plugins_native]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Context, Exit, task
 
-from .common import COMMON_HELP, settings_for, user_errors
+from .common import COMMON_HELP, check_and_print, settings_for, user_errors
 
 
 @task(
@@ -53,19 +53,9 @@ def copy_plugins_native(
     print(render_install(report, settings.native_dir))
     failed = report.failed
     if settings.check and not dry_run:
-        failed = _check_after_install(settings, report.changed) or failed
+        failed = check_and_print(settings, report.changed) or failed
     if failed:
         raise Exit(code=1)
-
-
-def _check_after_install(settings, changed: tuple[str, ...]) -> bool:  # type: ignore[no-untyped-def]
-    """Check what the install produced; True when the loader would refuse something."""
-    from ..check import check_plugins_dir
-    from ..report import render_check_summary
-
-    result = check_plugins_dir(settings.plugins_dir, rule_overrides=settings.rules, bundles=set(changed))
-    print(render_check_summary(result))
-    return result.failed()
 
 
 TASKS = [copy_plugins_native]

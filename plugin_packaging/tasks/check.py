@@ -1,0 +1,98 @@
+"""`check-plugins-native`: say what StreamKit's loader will do with a plugin directory, and what is wrong.
+
+Exit status: 0 when nothing is at error level (nor at warning level with --strict), 1 when the
+findings fail the check, 2 for usage and tool errors (a missing directory, a bad setting).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from invoke import Context, Exit, task
+
+from .common import COMMON_HELP, settings_for, user_errors
+
+if TYPE_CHECKING:
+    from ..check import CheckReport
+    from ..library_rules import Target
+    from ..settings import Settings
+
+
+@task(
+    help={
+        "root": COMMON_HELP["root"] + "; also the server's working directory, against which "
+        "active records' entrypoints resolve",
+        "plugins_dir": COMMON_HELP["plugins_dir"],
+        "platform": "platform the libraries must load on: linux, macos or windows (default: this host)",
+        "arch": "architecture they must load on, e.g. x86_64, aarch64 (default: this host)",
+        "format": "output: text (default), json (versioned, see schemas/check-report.v1.json) or "
+        "github (workflow commands for annotations)",
+        "strict": "fail on warnings too",
+        "probe": "also load each library in a throwaway child process, with a time limit, to read "
+        "its real node kind and API version (runs the plugins' constructors)",
+        "probe_timeout": "seconds each probed library may take (default 5)",
+        "list_rules": "print every rule code with its severity (after settings) and exit",
+    },
+)
+@user_errors
+def check_plugins_native(
+    c: Context,
+    root: str | None = None,
+    plugins_dir: str | None = None,
+    platform: str | None = None,
+    arch: str | None = None,
+    format: str = "text",  # noqa: A002 - the option is --format
+    strict: bool = False,
+    probe: bool = False,
+    probe_timeout: float = 5.0,
+    list_rules: bool = False,
+) -> None:
+    """Check <plugins-dir> against the server's loader rules and print the load plan.
+
+    Rules can be re-graded or ignored per code in invoke.yaml: `plugins.rules: {CODE: warning}`.
+    """
+    from ..errors import PackagingError
+    from ..findings import FORMATS, render
+    from ..library_rules import Target
+
+    if format not in FORMATS:
+        raise PackagingError(
+            "bad-option", f"unknown --format {format!r}", hint="use one of: " + ", ".join(FORMATS)
+        )
+    if probe_timeout <= 0:
+        raise PackagingError(
+            "bad-option",
+            f"--probe-timeout must be positive, not {probe_timeout:g}",
+            hint="give seconds, e.g. --probe-timeout 5",
+        )
+    settings = settings_for(c, root, plugins_dir=plugins_dir, platform=platform)
+    if list_rules:
+        from ..findings import render_rules
+        from ..rules import validate_overrides
+
+        print(render_rules(validate_overrides(settings.rules)))
+        return
+    target = Target.of(settings.platform, arch)
+    report = run_check(settings, target=target, probe=probe, probe_timeout=probe_timeout)
+    print(render(report, format, strict=strict))  # type: ignore[arg-type]
+    if report.failed(strict):
+        raise Exit(code=1)
+
+
+def run_check(
+    settings: Settings, *, target: Target, probe: bool = False, probe_timeout: float = 5.0
+) -> CheckReport:
+    """The check behind the task, on a plugin directory from settings."""
+    from ..check import check_plugins_dir
+
+    return check_plugins_dir(
+        settings.plugins_dir,
+        rule_overrides=settings.rules,
+        root=settings.root,
+        target=target,
+        probe=probe,
+        probe_timeout=probe_timeout,
+    )
+
+
+TASKS = [check_plugins_native]
