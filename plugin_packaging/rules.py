@@ -619,10 +619,7 @@ def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, str]:
         if code not in RULES:
             # Other rule tables (bundle_rules.py) join RULES when imported, and the same setting
             # grades them: load them before calling a code unknown.
-            import contextlib
-
-            with contextlib.suppress(ImportError):
-                from . import bundle_rules  # noqa: F401
+            from . import bundle_rules  # noqa: F401
         if code not in RULES:
             import difflib
 

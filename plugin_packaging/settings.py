@@ -52,7 +52,25 @@ DEFAULTS: dict[str, Any] = {
     # so that INVOKE_PLUGINS_CARGO_ARGS="--offline --locked" works; invoke cannot cast a list).
     "build_commands": {},
     "cargo_args": None,
+    # Releases (package-plugins-native, verify-plugin-bundles). Paths are relative to the root.
+    # The URLs are StreamKit's own: its release tags and the registry its docs site serves.
+    "dist_dir": "dist",
+    "bundle_url_template": "https://github.com/streamer45/streamkit/releases/download/plugin-{plugin_id}-v{version}",
+    "registry_base_url": "https://streamkit.dev/registry",
+    "existing_registry": None,
+    "signing_key": None,
+    "public_key": None,
+    "signing_password_env": "MINISIGN_PASSWORD",
+    "accelerators": None,
+    # YYYY-MM-DD for new registry versions; default: today in UTC.
+    "published_at": None,
+    # What verify-plugin-bundles lets one bundle unpack to before refusing it (default 4 GiB and
+    # 10000 members). None here, so that invoke passes INVOKE_PLUGINS_* values on as text and a
+    # typo gets our message rather than invoke's ValueError.
+    "bundle_max_unpacked_bytes": None,
+    "bundle_max_members": None,
 }
+_BUNDLE_LIMITS = {"bundle_max_unpacked_bytes": 4 << 30, "bundle_max_members": 10_000}
 
 
 def host_platform() -> Platform:
@@ -89,6 +107,21 @@ class Settings:
     build_commands: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
     #: Appended to every `cargo build` (e.g. `--offline`, `--locked`).
     cargo_args: tuple[str, ...] = ()
+    #: Where package-plugins-native writes `bundles/` and `registry/`.
+    dist_dir: Path | None = None
+    bundle_url_template: str = DEFAULTS["bundle_url_template"]
+    registry_base_url: str = DEFAULTS["registry_base_url"]
+    #: A published registry to append to (append-only: published versions never change).
+    existing_registry: Path | None = None
+    #: minisign secret key, its password's environment variable, and the public key.
+    signing_key: Path | None = None
+    public_key: Path | None = None
+    signing_password_env: str = DEFAULTS["signing_password_env"]
+    #: Accelerator variants to package besides the CPU bundle (`artifact_<name>`).
+    accelerators: tuple[str, ...] = ()
+    published_at: str | None = None
+    bundle_max_unpacked_bytes: int = _BUNDLE_LIMITS["bundle_max_unpacked_bytes"]
+    bundle_max_members: int = _BUNDLE_LIMITS["bundle_max_members"]
 
     @property
     def native_dir(self) -> Path:
@@ -158,11 +191,15 @@ class Settings:
         template = values.get("template")
         build_commands = _build_commands(values.get("build_commands"))
         cargo_args = _argument_list(values.get("cargo_args"), "plugins.cargo_args")
+        limits = {
+            key: _positive_int(default if values.get(key) is None else values[key], f"plugins.{key}")
+            for key, default in _BUNDLE_LIMITS.items()
+        }
         return cls(
             root=root,
             plugins_dir=plugins_path.absolute(),
             platform=platform,
-            source_patterns=tuple(values.get("source_patterns") or ()),
+            source_patterns=_source_patterns(values.get("source_patterns")),
             extras=extras,
             template=(root / Path(str(template))) if template else None,
             jobs=jobs,
@@ -172,7 +209,56 @@ class Settings:
             rules=dict(rules),
             build_commands=build_commands,
             cargo_args=cargo_args,
+            dist_dir=root / Path(str(values.get("dist_dir") or "dist")),
+            bundle_url_template=str(values.get("bundle_url_template") or DEFAULTS["bundle_url_template"]),
+            registry_base_url=str(values.get("registry_base_url") or DEFAULTS["registry_base_url"]),
+            existing_registry=_optional_path(root, values.get("existing_registry")),
+            signing_key=_optional_path(root, values.get("signing_key")),
+            public_key=_optional_path(root, values.get("public_key")),
+            signing_password_env=str(values.get("signing_password_env") or DEFAULTS["signing_password_env"]),
+            accelerators=_argument_list(values.get("accelerators"), "plugins.accelerators"),
+            published_at=str(values["published_at"]) if values.get("published_at") else None,
+            **limits,
         )
+
+
+def _source_patterns(value: Any) -> tuple[str, ...]:
+    """`plugins.source_patterns`: glob patterns relative to the root, never reaching out of it."""
+    if not value:
+        return ()
+    patterns = (value,) if isinstance(value, str) else value
+    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
+        raise PackagingError(
+            "bad-setting",
+            f"plugins.source_patterns must be a list of glob patterns, not {value!r}",
+            hint='e.g. source_patterns: ["plugins/native/*/plugin.yml"]',
+        )
+    for pattern in patterns:
+        parts = pattern.replace("\\", "/").split("/")
+        if not pattern or pattern.startswith(("/", "\\", "~")) or ":" in parts[0] or ".." in parts or "\0" in pattern:
+            raise PackagingError(
+                "bad-setting",
+                f"plugins.source_patterns entry {pattern!r} must be a pattern relative to the root, "
+                "without '..'",
+                hint='e.g. "plugins/native/*/plugin.yml"; sources outside the checkout are not looked at',
+            )
+    return tuple(patterns)
+
+
+def _optional_path(root: Path, value: Any) -> Path | None:
+    """A path setting, relative to the root; None when unset or empty."""
+    return root / Path(str(value)).expanduser() if value else None
+
+
+def _positive_int(value: Any, key: str) -> int:
+    # Environment variables arrive as strings (invoke casts them to the default's type).
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if isinstance(value, bool) or number < 1:
+        raise PackagingError("bad-setting", f"{key} must be a positive integer, not {value!r}")
+    return number
 
 
 def _argument_list(value: Any, key: str) -> tuple[str, ...]:

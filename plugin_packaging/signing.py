@@ -103,30 +103,50 @@ def sign_file(
     `trusted_comment` defaults to `file:<name>\\thashed` (minisign's own comment without its
     timestamp). Returns `signature_path`.
     """
-    import minisign
-
-    comment = trusted_comment if trusted_comment is not None else f"file:{path.name}\thashed"
     if not path.is_file():  # before the key: decrypting a CLI-made key takes seconds
         raise PackagingError(
             "signing-file-missing", "cannot sign a file that does not exist", path=path
         )
     with load_secret_key(secret_key_path, password_env=password_env, env=env) as key:
-        try:
-            with open(path, "rb") as data:
-                signature = key.sign(data, prehash=True, trusted_comment=comment)
-        except FileNotFoundError:
-            raise PackagingError(
-                "signing-file-missing", "cannot sign a file that does not exist", path=path
-            ) from None
-        except minisign.Error as exc:
-            raise PackagingError(
-                "signing-comment-invalid",
-                f"cannot use the trusted comment {comment!r}: {exc}",
-                path=path,
-                hint="use printable ASCII on one line, at most 8 KiB",
-            ) from None
+        return sign_with(key, path, signature_path=signature_path, trusted_comment=trusted_comment)
+
+
+def sign_with(
+    key: minisign.SecretKey,
+    path: Path,
+    *,
+    signature_path: Path,
+    trusted_comment: str | None = None,
+) -> Path:
+    """Sign `path` with a key already loaded by `load_secret_key`; write `signature_path`.
+
+    For signing many manifests in one run: an encrypted key is decrypted once, not per file.
+    """
+    import minisign
+
+    comment = trusted_comment if trusted_comment is not None else f"file:{path.name}\thashed"
+    try:
+        with open(path, "rb") as data:
+            signature = key.sign(data, prehash=True, trusted_comment=comment)
+    except FileNotFoundError:
+        raise PackagingError(
+            "signing-file-missing", "cannot sign a file that does not exist", path=path
+        ) from None
+    except minisign.Error as exc:
+        raise PackagingError(
+            "signing-comment-invalid",
+            f"cannot use the trusted comment {comment!r}: {exc}",
+            path=path,
+            hint="use printable ASCII on one line, at most 8 KiB",
+        ) from None
     _write_atomically(signature_path, bytes(signature) + b"\n")
     return signature_path
+
+
+def public_key_of(key: minisign.SecretKey) -> tuple[str, bytes]:
+    """The key id and the public key file (as `minisign -G` writes it) of a loaded secret key."""
+    public_key = key.get_public_key()
+    return _public_key_id(public_key), bytes(public_key) + b"\n"
 
 
 def verify_file(public_key_path: Path, path: Path, signature_path: Path) -> None:
@@ -185,14 +205,24 @@ def verify_file(public_key_path: Path, path: Path, signature_path: Path) -> None
 
 
 def public_key_id(public_key_path: Path) -> str:
-    """The key id as `minisign` prints it (16 upper-case hex digits), for messages and docs."""
+    """The key id as `minisign` prints it (upper-case hex, no leading zeros), for messages and docs."""
     import minisign
 
     try:
         public_key = minisign.PublicKey.from_file(public_key_path)
+    except FileNotFoundError:
+        raise PackagingError(
+            "signing-public-key-missing",
+            "the minisign public key does not exist",
+            public_key_path,
+            hint="pass the .pub file written by `minisign -G`",
+        ) from None
     except (OSError, minisign.Error) as exc:
         raise PackagingError(
-            "signing-public-key-invalid", f"cannot read the public key ({exc})", public_key_path
+            "signing-public-key-invalid",
+            f"cannot read the public key ({exc})",
+            public_key_path,
+            hint="pass the .pub file written by `minisign -G`, not the secret key",
         ) from None
     return _public_key_id(public_key)
 
@@ -210,7 +240,8 @@ def _signature_key_id(signature: minisign.Signature) -> str:
 
 
 def _key_id_text(decoded: bytes) -> str:
-    return decoded[2:10][::-1].hex().upper()
+    # minisign prints the number with `%llX`: upper-case hex without leading zeros.
+    return format(int.from_bytes(decoded[2:10], "little"), "X")
 
 
 def _write_atomically(target: Path, data: bytes) -> None:

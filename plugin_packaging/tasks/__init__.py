@@ -9,10 +9,10 @@ from __future__ import annotations
 from invoke import Collection
 
 from ..settings import CONFIG_NAMESPACE, DEFAULTS
-from . import check, everyday, install
+from . import check, everyday, install, release
 
 ns = Collection()
-for module in (install, everyday, check):
+for module in (install, everyday, check, release):
     for task in module.TASKS:
         ns.add_task(task)
 ns.configure({CONFIG_NAMESPACE: DEFAULTS})

@@ -1,0 +1,147 @@
+"""`package-plugins-native` and `verify-plugin-bundles`: release bundles, the registry, and the gate.
+
+Thin, like every task here: settings in (invoke.yaml `plugins:` keys, `INVOKE_PLUGINS_*`, flags
+last), one plain function from `package.py` or `verify.py`, its report out, an exit status:
+0 success, 1 a plugin failed or a bundle has findings at error level, 2 usage and tool errors.
+"""
+
+from __future__ import annotations
+
+from invoke import Context, Exit, task
+
+from .common import COMMON_HELP, settings_for, user_errors
+
+_PATHS = " (relative paths are taken from --root)"
+
+
+@task(
+    iterable=["only", "accelerator"],
+    help={
+        "root": COMMON_HELP["root"],
+        "platform": COMMON_HELP["platform"],
+        "only": COMMON_HELP["only"] + "; a named plugin that is not built is an error",
+        "out": "output directory: bundles/ and registry/ are written inside (default: plugins.dist_dir, "
+        "dist)" + _PATHS,
+        "bundle_url_template": "where bundles are downloaded from, with {plugin_id} and {version}; the "
+        "file name is appended (default: StreamKit's GitHub releases)",
+        "registry_base_url": "URL the registry/ directory is served from, for index.json (default: "
+        "https://streamkit.dev/registry)",
+        "existing_registry": "the published registry to append to: published versions are carried over "
+        "and must not change" + _PATHS,
+        "signing_key": "minisign secret key that signs each new manifest.json; an encrypted key's "
+        "password comes from $MINISIGN_PASSWORD (see --password-env)" + _PATHS,
+        "password_env": "environment variable holding the signing key's password (default MINISIGN_PASSWORD)",
+        "public_key": "minisign public key: copied into the registry as streamkit.pub and used to check "
+        "carried-over signatures" + _PATHS,
+        "accelerator": "also package the variant built from artifact_<NAME> (e.g. cuda); repeatable",
+        "published_at": "date for new versions in index.json, YYYY-MM-DD (default: today, UTC)",
+        "dry_run": "show what would be built and published; write nothing",
+    },
+)
+@user_errors
+def package_plugins_native(
+    c: Context,
+    root: str | None = None,
+    platform: str | None = None,
+    only: list[str] | None = None,
+    out: str | None = None,
+    bundle_url_template: str | None = None,
+    registry_base_url: str | None = None,
+    existing_registry: str | None = None,
+    signing_key: str | None = None,
+    password_env: str | None = None,
+    public_key: str | None = None,
+    accelerator: list[str] | None = None,
+    published_at: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Package built native plugins as reproducible .tar.zst bundles plus a signed registry.
+
+    Writes <out>/bundles/<id>-<version>-bundle.tar.zst with SHA256SUMS, and <out>/registry/
+    (plugins/<id>/<version>/manifest.json + manifest.minisig, index.json, streamkit.pub) in
+    StreamKit's formats. Archive timestamps come from SOURCE_DATE_EPOCH. Nothing is written
+    unless every plugin succeeds.
+    """
+    from ..package import package_plugins
+    from ..release_report import render_release
+
+    settings = settings_for(
+        c,
+        root,
+        platform=platform,
+        dist_dir=out,
+        bundle_url_template=bundle_url_template,
+        registry_base_url=registry_base_url,
+        existing_registry=existing_registry,
+        signing_key=signing_key,
+        signing_password_env=password_env,
+        public_key=public_key,
+        accelerators=accelerator or None,
+        published_at=published_at,
+    )
+    report = package_plugins(settings, only=only or (), dry_run=dry_run)
+    print(render_release(report))
+    if report.failed:
+        raise Exit(code=1)
+
+
+@task(
+    help={
+        "root": COMMON_HELP["root"],
+        "bundles": "directory of bundle archives to check (default: <plugins.dist_dir>/bundles)" + _PATHS,
+        "registry": "the registry the bundles are published in: checks hashes, sizes, signatures and "
+        "the index against it" + _PATHS,
+        "public_key": "minisign public key the server trusts (default: plugins.public_key, else the "
+        "registry's streamkit.pub)" + _PATHS,
+        "platform": "platform the libraries must load on: linux, macos or windows (default: this host)",
+        "arch": "architecture they must load on, e.g. x86_64, aarch64 (default: this host)",
+        "format": "output: text (default), json (versioned, see schemas/bundle-report.v1.json) or "
+        "github (workflow commands for annotations)",
+        "strict": "fail on warnings too",
+    },
+)
+@user_errors
+def verify_plugin_bundles(
+    c: Context,
+    root: str | None = None,
+    bundles: str | None = None,
+    registry: str | None = None,
+    public_key: str | None = None,
+    platform: str | None = None,
+    arch: str | None = None,
+    format: str = "text",
+    strict: bool = False,
+) -> None:
+    """Check bundle archives as the server's installer and StreamKit's portability gate would.
+
+    Safe extraction (no absolute or .. names, no links or devices, size and member caps), sha256
+    and size against SHA256SUMS and the registry, manifest signatures, the entry library against
+    the loader's rules, RUNPATH, vendored dependencies, and no CUDA in a CPU bundle. Exit status
+    0 when nothing is at error level, 1 when something is, 2 for usage errors.
+    """
+    from ..archive import ArchiveLimits
+    from ..errors import PackagingError
+    from ..library_rules import Target
+    from ..release_report import FORMATS, render_verification
+    from ..verify import verify_bundles
+
+    if format not in FORMATS:
+        raise PackagingError("bad-option", f"unknown --format {format!r}", hint="use one of: " + ", ".join(FORMATS))
+    settings = settings_for(c, root, platform=platform, public_key=public_key)
+    assert settings.dist_dir is not None
+    report = verify_bundles(
+        settings.root / bundles if bundles else settings.dist_dir / "bundles",
+        registry_dir=settings.root / registry if registry else None,
+        public_key=settings.public_key,
+        rule_overrides=settings.rules,
+        target=Target.of(settings.platform, arch),
+        limits=ArchiveLimits(
+            max_total_bytes=settings.bundle_max_unpacked_bytes, max_members=settings.bundle_max_members
+        ),
+    )
+    print(render_verification(report, format, strict=strict))  # type: ignore[arg-type]
+    if report.failed(strict):
+        raise Exit(code=1)
+
+
+TASKS = [package_plugins_native, verify_plugin_bundles]
