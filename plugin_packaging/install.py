@@ -1,32 +1,48 @@
 """Installing built plugins into `P/native/<id>/`: plan, stage, swap, and skip what is unchanged.
 
-Each plugin goes through three steps. *Plan* decides, from cheap facts first: when the
-signatures of every input (source manifest, Cargo.toml, library, template) and of the installed
-files equal those recorded by the last run, the plugin is up to date and nothing is parsed,
-rendered or read. Otherwise the manifest is generated and compared with what is installed.
-*Stage* writes the new bundle (the library, byte for byte, and the generated `plugin.yml`) into
-the staging area. *Swap* exchanges it with the live directory (see `swap.py`). A failure in one
-plugin is reported on its line and never touches another plugin or the old copy of itself.
+Each plugin goes through three steps. *Plan* decides from cheap facts first: when the signatures
+(size, mtime, inode) of every input (source manifest, Cargo.toml files, library, template) and of
+the installed files equal those recorded by the last run, the plugin is up to date and nothing is
+parsed, rendered or read. Otherwise the library and the manifest are looked at separately:
+
+- the library is compared with the installed copy (or known equal from the recorded signatures)
+  and, when it differs, copied into the staging area at once, on a worker thread;
+- meanwhile this thread produces the `plugin.yml` text: the one recorded last time when none of
+  its inputs changed (a rebuilt library needs no template rendering), else freshly rendered.
+
+*Stage* completes the new bundle (the library, byte for byte, and the generated `plugin.yml`) in
+the staging area, and *swap* exchanges it with the live directory (see `swap.py`). A failure in
+one plugin is reported on its line and never touches another plugin or the old copy of itself.
+
+The order is chosen for speed: the copies are the expensive part and release the GIL, so they
+start before the template engine is imported, largest library first, and overlap with the
+rendering; a run that finds nothing changed parses no YAML, renders nothing and reads no library.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 from .artifacts import Artifact, locate_artifact
 from .errors import PackagingError
 from .settings import Settings
 from .sources import PluginSource, SourceScan, scan_sources
-from .state import InstallState, Signature, file_signature
+from .state import InstallState, Signature, file_signature, open_regular_file, stat_signature
 from .swap import NEW_MARK, park, recover_staging, remove_entry, swap_in
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
 MANIFEST_NAME = "plugin.yml"
+#: The packaged template's file name (`manifest.TEMPLATE_NAME`), repeated here so that a run with
+#: nothing to render does not import the manifest module.
+_TEMPLATE_FILE = "plugin.yml.j2"
 
 Action = Literal["install", "update", "up-to-date", "not-built", "failed", "orphaned", "remove"]
 
@@ -63,17 +79,43 @@ class InstallReport:
         return bool(self.scan_errors) or any(a.action == "failed" for a in self.actions)
 
 
+@dataclass(frozen=True)
+class _ManifestText:
+    """The generated `plugin.yml` of one plugin, and what was noticed while generating it."""
+
+    text: str
+    version: str
+    warnings: tuple[PackagingError, ...] = ()
+
+
 @dataclass
-class _Plan:
-    """One plugin's plan, before it is carried out."""
+class _Work:
+    """One plugin the quick check could not clear: what is known about it so far."""
 
     source: PluginSource
     artifact: Artifact
-    action: Action
-    version: str | None = None
-    manifest_text: str | None = None
-    inputs: dict[str, Signature] = field(default_factory=dict)
-    warnings: tuple[PackagingError, ...] = ()
+    target: Path
+    inputs: dict[str, Any]
+    recorded: dict[str, Any] | None
+    #: Signatures of the installed bundle's entries, None when there is no bundle.
+    installed: dict[str, Signature] | None
+    manifest: _ManifestText | None = None
+    #: True when the installed library already holds the built bytes.
+    library_same: bool = False
+    #: The staging directory holding the copied library, when it had to be copied.
+    staged: Path | None = None
+    error: PackagingError | None = None
+    library_job: Future[None] | None = None
+
+
+@dataclass
+class _RunInputs:
+    """Signatures every plugin of one run shares, taken once instead of once per plugin."""
+
+    template: Signature
+    #: Cargo.toml signatures by directory, filled as crates are met (workspace inheritance
+    #: makes every Cargo.toml between a crate and the root an input).
+    cargo: dict[str, Signature] = field(default_factory=dict)
 
 
 def install_plugins(
@@ -104,15 +146,21 @@ def _run(settings: Settings, *, only: Sequence[str], dry_run: bool, require_all:
     required = set(only) | ({s.id for s in selected} if require_all else set())
     actions = _carry_out(settings, selected, state, staging, dry_run, required)
     actions += _orphans(settings, scan, state, staging, dry_run) if not only else []
+    warnings = list(scan.warnings)
     if not dry_run:
         live = {str(p) for p in _manifest_paths(scan)}
         state.sources = {k: v for k, v in state.sources.items() if k in live}
-        state.save(settings.state_dir)
+        try:
+            state.save(settings.state_dir)
+        except OSError as exc:
+            # Only a cache is lost: the next run compares bytes instead of signatures.
+            problem = _os_error(exc, settings.state_dir, "record what was installed")
+            warnings.append(PackagingError("state-not-saved", problem.message, problem.path, problem.hint))
     changed = tuple(a.id for a in actions if a.action in ("install", "update", "remove"))
     return InstallReport(
         actions=tuple(actions),
         scan_errors=scan.errors,
-        scan_warnings=scan.warnings,
+        scan_warnings=tuple(warnings),
         repairs=tuple(repairs),
         dry_run=dry_run,
         changed=changed,
@@ -145,109 +193,6 @@ def _manifest_paths(scan: SourceScan) -> Iterable[Path]:
     return (s.manifest_path for s in scan.sources if s.manifest_path is not None)
 
 
-# --- planning --------------------------------------------------------------------------------
-
-
-def _plan(settings: Settings, source: PluginSource, state: InstallState) -> _Plan:
-    artifact = locate_artifact(settings.root, source, settings.platform)
-    if not artifact.exists:
-        return _Plan(source, artifact, "not-built")
-    inputs = _input_signatures(settings, source, artifact)
-    recorded = state.plugins.get(source.id)
-    target = settings.native_dir / source.id
-    if (
-        isinstance(recorded, dict)
-        and recorded.get("inputs") == inputs
-        and recorded.get("installed") == _installed_signatures(target)
-    ):
-        return _Plan(source, artifact, "up-to-date", version=recorded.get("version"), inputs=inputs)
-    return _plan_carefully(settings, source, artifact, inputs, target)
-
-
-def _plan_carefully(
-    settings: Settings, source: PluginSource, artifact: Artifact, inputs: dict[str, Signature], target: Path
-) -> _Plan:
-    """Generate the manifest and compare the result with what is installed, byte for byte."""
-    from .cargo import read_crate
-    from .manifest import generate_manifest, render_manifest
-
-    crate = read_crate(source.crate_dir, stop_at=settings.root) if source.crate_dir else None
-    manifest = generate_manifest(
-        source.data,
-        origin=source.origin,
-        origin_path=source.manifest_path or Path(source.origin),
-        entrypoint=artifact.file_name,
-        crate=crate,
-    )
-    text = render_manifest(manifest, settings.template)
-    plan = _Plan(source, artifact, "install", manifest.version, text, inputs, manifest.warnings)
-    if os.path.lexists(target):
-        plan.action = "up-to-date" if _installed_equals(target, artifact, text) else "update"
-    return plan
-
-
-def _input_signatures(settings: Settings, source: PluginSource, artifact: Artifact) -> dict[str, Signature]:
-    """Signatures of everything the installed bundle is made from."""
-    inputs: dict[str, Any] = {
-        "library": [artifact.stat.st_size, artifact.stat.st_mtime_ns, artifact.stat.st_ino]
-        if artifact.stat
-        else None,
-        "platform": settings.platform,
-        "template": file_signature(settings.template or _packaged_template()),
-    }
-    if source.manifest_path is not None:
-        inputs["manifest"] = file_signature(source.manifest_path)
-    else:
-        inputs["declaration"] = repr(sorted(source.data.items()))
-    if source.crate_dir is not None:
-        inputs["cargo"] = file_signature(source.crate_dir / "Cargo.toml")
-    return inputs
-
-
-def _packaged_template() -> Path:
-    from . import templates
-    from .manifest import TEMPLATE_NAME
-
-    return Path(templates.__file__).parent / TEMPLATE_NAME
-
-
-def _installed_signatures(target: Path) -> dict[str, Signature] | None:
-    """Signatures of every entry of an installed bundle, or None when there is no bundle."""
-    try:
-        names = os.listdir(target)
-    except OSError:
-        return None
-    return {name: file_signature(target / name) for name in sorted(names)}
-
-
-def _installed_equals(target: Path, artifact: Artifact, manifest_text: str) -> bool:
-    """True when `target` holds exactly this library and this manifest, nothing else."""
-    if os.path.islink(target):
-        return False
-    try:
-        if sorted(os.listdir(target)) != sorted([artifact.file_name, MANIFEST_NAME]):
-            return False
-        with open(target / MANIFEST_NAME, encoding="utf-8") as handle:
-            if handle.read() != manifest_text:
-                return False
-        return _same_bytes(artifact.path, target / artifact.file_name)
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _same_bytes(first: Path, second: Path) -> bool:
-    if os.path.getsize(first) != os.path.getsize(second):
-        return False
-    chunk = 1 << 20
-    with open(first, "rb") as a, open(second, "rb") as b:
-        while True:
-            block = a.read(chunk)
-            if block != b.read(chunk):
-                return False
-            if not block:
-                return True
-
-
 # --- carrying out ----------------------------------------------------------------------------
 
 
@@ -259,54 +204,101 @@ def _carry_out(
     dry_run: bool,
     required: set[str],
 ) -> list[PluginAction]:
-    """Plan and carry out every plugin, in parallel; results in the order of `sources`."""
-
-    def one(source: PluginSource) -> PluginAction:
-        plan: _Plan | None = None
+    """Plan every plugin, do the work the plan leaves, and return the actions in source order."""
+    run_inputs = _RunInputs(template=file_signature(settings.template or _packaged_template()))
+    actions: dict[str, PluginAction] = {}
+    work: list[_Work] = []
+    for source in sources:
         try:
-            plan = _plan(settings, source, state)
-            return _carry_out_one(settings, plan, state, staging, dry_run, required)
+            outcome = _quick_plan(settings, source, state, run_inputs, required)
         except PackagingError as exc:
-            warnings = plan.warnings if plan else ()
-            version = plan.version if plan else None
-            return PluginAction(source.id, "failed", version, error=exc, warnings=warnings)
+            outcome = PluginAction(source.id, "failed", error=exc)
+        if isinstance(outcome, _Work):
+            work.append(outcome)
+        else:
+            actions[source.id] = outcome
+    if work:
+        _do_work(settings, work, staging, dry_run)
+        actions.update((w.source.id, _finish(w, state, staging, dry_run)) for w in work)
+    return [actions[source.id] for source in sources]
 
-    if len(sources) > 1 and settings.jobs > 1:
-        with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
-            return list(pool.map(one, sources))
-    return [one(source) for source in sources]
 
-
-def _carry_out_one(
-    settings: Settings,
-    plan: _Plan,
-    state: InstallState,
-    staging: Path,
-    dry_run: bool,
-    required: set[str],
-) -> PluginAction:
-    source, artifact = plan.source, plan.artifact
-    base = dict(id=source.id, version=plan.version, library=artifact.file_name, size=artifact.size)
-    if plan.action == "not-built":
-        return _not_built(settings, plan, required)
+def _quick_plan(
+    settings: Settings, source: PluginSource, state: InstallState, run_inputs: _RunInputs, required: set[str]
+) -> PluginAction | _Work:
+    """Settle a plugin from signatures alone (not built, up to date) or hand it on as work."""
+    artifact = locate_artifact(settings.root, source, settings.platform)
+    if not artifact.exists:
+        return _not_built(settings, source, artifact, required)
+    inputs = _input_signatures(settings, source, artifact, run_inputs)
+    recorded = state.plugins.get(source.id)
+    recorded = recorded if isinstance(recorded, dict) else None
     target = settings.native_dir / source.id
-    if plan.action == "up-to-date":
-        if not dry_run and plan.manifest_text is not None:
-            _remember(state, plan, target)
-        return PluginAction(action="up-to-date", warnings=plan.warnings, **base)
-    if not dry_run:
-        staged = _stage(staging, plan)
+    installed = _installed_signatures(target)
+    if recorded is not None and recorded.get("inputs") == inputs and recorded.get("installed") == installed:
+        version = recorded.get("version")
+        return PluginAction(
+            source.id, "up-to-date", version if isinstance(version, str) else None, artifact.file_name, artifact.size
+        )
+    return _Work(source, artifact, target, inputs, recorded, installed)
+
+
+def _do_work(settings: Settings, work: list[_Work], staging: Path, dry_run: bool) -> None:
+    """Look at (and copy) the libraries on worker threads while this one makes the manifests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Largest first: the biggest copy bounds the run, so it must not start last.
+    by_size = sorted(work, key=lambda w: w.artifact.size, reverse=True)
+    with ThreadPoolExecutor(max_workers=max(1, min(settings.jobs, len(work)))) as pool:
+        for item in by_size:
+            item.library_job = pool.submit(_prepare_library, item, staging, dry_run)
+        for item in work:
+            try:
+                item.manifest = _manifest_for(settings, item)
+            except PackagingError as exc:
+                item.error = exc
+        for item in work:
+            assert item.library_job is not None
+            try:
+                item.library_job.result()
+            except PackagingError as exc:
+                item.error = item.error or exc
+
+
+def _finish(item: _Work, state: InstallState, staging: Path, dry_run: bool) -> PluginAction:
+    """Decide what the work came to, and swap the new bundle in when there is one."""
+    source, artifact, manifest = item.source, item.artifact, item.manifest
+    if item.error is not None or manifest is None:
+        if item.staged is not None:
+            remove_entry(item.staged)
+        warnings = manifest.warnings if manifest else ()
+        version = manifest.version if manifest else None
+        return PluginAction(source.id, "failed", version, error=item.error, warnings=warnings)
+    base: dict[str, Any] = dict(
+        id=source.id, version=manifest.version, library=artifact.file_name, size=artifact.size,
+        warnings=manifest.warnings,
+    )
+    if item.library_same and _installed_matches(item, manifest):
+        if not dry_run:
+            _remember(state, item, manifest)
+        return PluginAction(action="up-to-date", **base)
+    action: Action = "update" if os.path.lexists(item.target) else "install"
+    if dry_run:
+        return PluginAction(action=action, **base)
+    try:
+        staged = _complete_bundle(item, manifest, staging)
         try:
-            swap_in(staged, target)
+            swap_in(staged, item.target)
         except OSError as exc:
             remove_entry(staged)
-            raise _os_error(exc, target, "replace the installed bundle") from None
-        _remember(state, plan, target)
-    return PluginAction(action=plan.action, warnings=plan.warnings, **base)
+            raise _os_error(exc, item.target, "replace the installed bundle") from None
+    except PackagingError as exc:
+        return PluginAction(source.id, "failed", manifest.version, error=exc, warnings=manifest.warnings)
+    _remember(state, item, manifest)
+    return PluginAction(action=action, **base)
 
 
-def _not_built(settings: Settings, plan: _Plan, required: set[str]) -> PluginAction:
-    source, artifact = plan.source, plan.artifact
+def _not_built(settings: Settings, source: PluginSource, artifact: Artifact, required: set[str]) -> PluginAction:
     looked_for = f"looked for {artifact.declared} (from {source.origin}: artifact)"
     if artifact.problem:
         error = PackagingError(
@@ -328,39 +320,275 @@ def _not_built(settings: Settings, plan: _Plan, required: set[str]) -> PluginAct
     return PluginAction(source.id, "not-built", detail=looked_for)
 
 
-def _stage(staging: Path, plan: _Plan) -> Path:
-    """Write the complete new bundle into the staging area and return its directory."""
-    assert plan.manifest_text is not None
-    staged = Path(tempfile.mkdtemp(prefix=f"{plan.source.id}{NEW_MARK}", dir=staging))
+# --- the library -----------------------------------------------------------------------------
+
+
+def _prepare_library(item: _Work, staging: Path, dry_run: bool) -> None:
+    """On a worker: find out whether the installed library has the built bytes; copy when not."""
+    item.library_same = _library_known_same(item) or _installed_library_same(item)
+    if item.library_same or dry_run:
+        return
     try:
-        os.chmod(staged, 0o755)
-        library = staged / plan.artifact.file_name
-        shutil.copyfile(plan.artifact.path, library)
+        item.staged = _new_staging_dir(staging, item.source.id)
+        library = item.staged / item.artifact.file_name
+        shutil.copyfile(item.artifact.path, library)
         os.chmod(library, 0o755)
-        with open(staged / MANIFEST_NAME, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(plan.manifest_text)
-        os.chmod(staged / MANIFEST_NAME, 0o644)
     except OSError as exc:
-        remove_entry(staged)
-        raise _os_error(exc, plan.artifact.path, f"stage {plan.source.id}") from None
-    if file_signature(plan.artifact.path) != plan.inputs.get("library"):
-        remove_entry(staged)
+        raise _os_error(exc, item.artifact.path, f"stage {item.source.id}") from None
+    if file_signature(item.artifact.path) != item.inputs["library"]:
         raise PackagingError(
             "artifact-changed-during-copy",
             "changed while it was being copied (is a build still running?)",
-            plan.artifact.path,
+            item.artifact.path,
             hint="wait for the build to finish and run the command again",
         )
+
+
+def _library_known_same(item: _Work) -> bool:
+    """True when the signatures prove it: the built library and the installed copy are both
+    exactly as they were when the last run copied one to the other (only the manifest side
+    changed, e.g. an edited plugin.yml)."""
+    recorded, installed = item.recorded, item.installed
+    name = item.artifact.file_name
+    if recorded is None or installed is None or installed.get(name) is None or os.path.islink(item.target):
+        return False
+    return (
+        recorded.get("library") == name
+        and _mapping(recorded.get("inputs")).get("library") == item.inputs["library"]
+        and _mapping(recorded.get("installed")).get(name) == installed[name]
+    )
+
+
+def _installed_library_same(item: _Work) -> bool:
+    """Compare the bytes; only when the installed file could be equal (same name and size, and
+    the mode every library we install has: a `chmod 000` one must be replaced)."""
+    if item.installed is None or os.path.islink(item.target):
+        return False
+    signature = item.installed.get(item.artifact.file_name)
+    if signature is None or signature[0] != item.artifact.size or not _has_mode(signature, 0o755):
+        return False
+    try:
+        return _same_bytes(item.artifact.path, item.target / item.artifact.file_name)
+    except OSError:
+        return False
+
+
+def _same_bytes(built: Path, installed: Path) -> bool:
+    """Compare two files block by block; stops at the first difference (a relinked library's
+    build-id sits in its first page, so a rebuild is usually told apart after one block)."""
+    chunk = 1 << 20
+    other = open_regular_file(installed)  # never wait on a named pipe put there
+    if other is None:
+        return False
+    with open(built, "rb") as a, other as b:
+        while True:
+            block = a.read(chunk)
+            if block != b.read(chunk):
+                return False
+            if not block:
+                return True
+
+
+def _has_mode(signature: Signature, permissions: int) -> bool:
+    """True for the signature of a regular file with exactly these permission bits."""
+    return signature is not None and stat.S_ISREG(signature[3]) and stat.S_IMODE(signature[3]) == permissions
+
+
+def _new_staging_dir(staging: Path, plugin_id: str) -> Path:
+    staged = Path(tempfile.mkdtemp(prefix=f"{plugin_id}{NEW_MARK}", dir=staging))
+    os.chmod(staged, 0o755)
     return staged
 
 
-def _remember(state: InstallState, plan: _Plan, target: Path) -> None:
-    state.plugins[plan.source.id] = {
-        "inputs": plan.inputs,
-        "installed": _installed_signatures(target),
-        "version": plan.version,
-        "library": plan.artifact.file_name,
+# --- the manifest ----------------------------------------------------------------------------
+
+
+def _manifest_for(settings: Settings, item: _Work) -> _ManifestText:
+    """The `plugin.yml` text: recorded by the last run when its inputs are unchanged, else rendered."""
+    recorded = _mapping(_mapping(item.recorded).get("manifest"))
+    warnings = _warnings_from(recorded.get("warnings"))
+    if (
+        recorded.get("inputs") == _manifest_inputs(item)
+        and isinstance(recorded.get("text"), str)
+        and isinstance(recorded.get("version"), str)
+        and warnings is not None
+    ):
+        return _ManifestText(recorded["text"], recorded["version"], warnings)
+    return _render_manifest(settings, item)
+
+
+def _warnings_from(value: Any) -> tuple[PackagingError, ...] | None:
+    """The warnings recorded with a manifest, or None when the record is not what `_remember`
+    writes (a damaged cache: the manifest is rendered again)."""
+    if not isinstance(value, list):
+        return None
+    warnings = []
+    for entry in value:
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 4
+            and all(isinstance(part, str) for part in entry[:2])
+            and all(part is None or isinstance(part, str) for part in entry[2:])
+        ):
+            return None
+        warnings.append(PackagingError(*entry))
+    return tuple(warnings)
+
+
+def _render_manifest(settings: Settings, item: _Work) -> _ManifestText:
+    from .cargo import read_crate
+    from .manifest import generate_manifest, render_manifest
+
+    source = item.source
+    crate = read_crate(source.crate_dir, stop_at=settings.root) if source.crate_dir else None
+    manifest = generate_manifest(
+        source.data,
+        origin=source.origin,
+        origin_path=source.manifest_path or Path(source.origin),
+        entrypoint=item.artifact.file_name,
+        crate=crate,
+    )
+    text = render_manifest(manifest, settings.template)
+    return _ManifestText(text, manifest.version, manifest.warnings)
+
+
+def _manifest_inputs(item: _Work) -> dict[str, Any]:
+    """What the generated manifest depends on: every input but the library's bytes, and its name."""
+    inputs = {key: value for key, value in item.inputs.items() if key != "library"}
+    inputs["entrypoint"] = item.artifact.file_name
+    return inputs
+
+
+def _installed_matches(item: _Work, manifest: _ManifestText) -> bool:
+    """True when the bundle holds exactly the library and this manifest, nothing else."""
+    expected = sorted([item.artifact.file_name, MANIFEST_NAME])
+    if item.installed is None or sorted(item.installed) != expected or os.path.islink(item.target):
+        return False
+    signature = item.installed[MANIFEST_NAME]
+    if not _has_mode(signature, 0o644):
+        return False
+    recorded = _mapping(item.recorded)
+    if (
+        _mapping(recorded.get("installed")).get(MANIFEST_NAME) == signature
+        and _mapping(recorded.get("manifest")).get("text") == manifest.text
+    ):
+        return True  # the installed file is the one the last run wrote with this very text
+    wanted = manifest.text.encode("utf-8")
+    handle = open_regular_file(item.target / MANIFEST_NAME)
+    if handle is None:
+        return False
+    try:
+        with handle:
+            return handle.read(len(wanted) + 1) == wanted
+    except OSError:
+        return False
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A recorded mapping, or an empty one where a damaged state file holds something else."""
+    return value if isinstance(value, dict) else {}
+
+
+# --- staging and the state -------------------------------------------------------------------
+
+
+def _complete_bundle(item: _Work, manifest: _ManifestText, staging: Path) -> Path:
+    """The staged bundle: the copied library (or a link to the unchanged installed one) and the
+    manifest."""
+    staged = item.staged
+    try:
+        if staged is None:
+            # The library is unchanged (only the manifest or a stray file differs): link the
+            # installed copy instead of copying it again. It is never written in place, so
+            # sharing its inode is safe; a file system without hard links gets a copy.
+            staged = _new_staging_dir(staging, item.source.id)
+            installed_library = item.target / item.artifact.file_name
+            try:
+                os.link(installed_library, staged / item.artifact.file_name)
+            except OSError:
+                shutil.copyfile(installed_library, staged / item.artifact.file_name)
+            # A copy the old recipe left may have another mode; ours are always 0755.
+            os.chmod(staged / item.artifact.file_name, 0o755)
+        with open(staged / MANIFEST_NAME, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(manifest.text)
+        os.chmod(staged / MANIFEST_NAME, 0o644)
+    except OSError as exc:
+        if staged is not None:
+            remove_entry(staged)
+        raise _os_error(exc, item.target, f"stage {item.source.id}") from None
+    return staged
+
+
+def _remember(state: InstallState, item: _Work, manifest: _ManifestText) -> None:
+    state.plugins[item.source.id] = {
+        "inputs": item.inputs,
+        "installed": _installed_signatures(item.target),
+        "version": manifest.version,
+        "library": item.artifact.file_name,
+        "manifest": {
+            "inputs": _manifest_inputs(item),
+            "text": manifest.text,
+            "version": manifest.version,
+            "warnings": [
+                [w.code, w.message, str(w.path) if w.path is not None else None, w.hint]
+                for w in manifest.warnings
+            ],
+        },
     }
+
+
+def _input_signatures(
+    settings: Settings, source: PluginSource, artifact: Artifact, run_inputs: _RunInputs
+) -> dict[str, Any]:
+    """Signatures of everything the installed bundle is made from."""
+    inputs: dict[str, Any] = {
+        "library": stat_signature(artifact.stat) if artifact.stat else None,
+        "platform": settings.platform,
+        "template": run_inputs.template,
+    }
+    if source.manifest_path is not None:
+        inputs["manifest"] = file_signature(source.manifest_path)
+    else:
+        inputs["declaration"] = repr(sorted(source.data.items()))
+    if source.crate_dir is not None:
+        inputs["cargo"] = _cargo_signatures(settings, source.crate_dir, run_inputs)
+    return inputs
+
+
+def _cargo_signatures(settings: Settings, crate_dir: Path, run_inputs: _RunInputs) -> list[Signature]:
+    """The crate's Cargo.toml and every one above it up to the root, where an inherited
+    `version.workspace = true` may be resolved; directories shared by many crates are
+    looked at once per run. (Plain strings: pathlib's parents and comparisons cost more than
+    the stat calls on a tree of 200 plugins.)"""
+    root = str(settings.root)
+    directory = str(crate_dir)
+    signatures = []
+    while True:
+        if directory not in run_inputs.cargo:
+            run_inputs.cargo[directory] = file_signature(os.path.join(directory, "Cargo.toml"))
+        signatures.append(run_inputs.cargo[directory])
+        if directory == root or not directory.startswith(root + os.sep):
+            return signatures
+        directory = os.path.dirname(directory)
+
+
+def _packaged_template() -> Path:
+    from . import templates
+
+    return Path(templates.__file__).parent / _TEMPLATE_FILE
+
+
+def _installed_signatures(target: Path) -> dict[str, Signature] | None:
+    """Signatures of every entry of an installed bundle, or None when there is no bundle."""
+    try:
+        names = os.listdir(target)
+    except OSError:
+        return None
+    directory = str(target)
+    return {name: file_signature(os.path.join(directory, name)) for name in sorted(names)}
+
+
+# --- orphans ---------------------------------------------------------------------------------
 
 
 def _orphans(

@@ -8,6 +8,7 @@ Discovery collects every problem it meets instead of stopping at the first one, 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
@@ -54,14 +55,40 @@ class SourceScan:
 
 
 def source_manifest_paths(settings: Settings) -> list[Path]:
-    """The source manifests under the root, one per plugin directory (best name wins)."""
+    """The source manifests under the root, one per plugin directory (best name wins).
+
+    A path that exists but cannot be read (a symlink loop, a dangling symlink, a directory we
+    may not enter) is returned too, so that reading it reports the problem: `Path.glob` would
+    drop it silently, and the plugin would vanish (and its installed bundle look orphaned).
+    """
     by_dir: dict[Path, Path] = {}
+    directories: dict[str, list[Path]] = {}  # the default patterns share one directory pattern
     for pattern in settings.source_patterns:
-        for path in sorted(settings.root.glob(pattern)):
+        for path in sorted(_matches(settings.root, pattern, directories)):
             current = by_dir.get(path.parent)
             if current is None or _manifest_rank(path) < _manifest_rank(current):
                 by_dir[path.parent] = path
     return [by_dir[d] for d in sorted(by_dir)]
+
+
+def _matches(root: Path, pattern: str, directories: dict[str, list[Path]]) -> list[Path]:
+    parent, _, name = pattern.rpartition("/")
+    if any(ch in name for ch in "*?["):
+        return list(root.glob(pattern))
+    if parent not in directories:
+        directories[parent] = list(root.glob(parent)) if parent else [root]
+    return [directory / name for directory in directories[parent] if _present(directory / name)]
+
+
+def _present(path: Path) -> bool:
+    """True when `path` is there, even if it cannot be followed or we may not look at it."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # permission denied, name too long...: reading it will say so
+    return True
 
 
 def _manifest_rank(path: Path) -> int:

@@ -3,23 +3,30 @@
 The state file lives in `P/.plugin-packaging/state.json`, beside the lock and the staging area,
 where the loader never looks. It is a cache, never the truth: a missing, unreadable or foreign
 state file only means every plugin takes the careful path (compare bytes) once.
+
+Besides signatures it keeps each plugin's generated `plugin.yml` text with the signatures of what
+it was made from, so a rebuilt library is reinstalled without rendering the template again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import __version__
 
 STATE_FILE = "state.json"
 #: Bumped whenever the meaning of a recorded signature changes, so old caches are ignored.
-STATE_FORMAT = 1
+STATE_FORMAT = 3
+#: Far more than any real state (200 plugins take ~300 KiB); a bigger file is not ours.
+MAX_STATE_BYTES = 64 * 1024 * 1024
 
-#: `[size, mtime_ns, inode]` of a file, or None when it is missing; what rsync and make compare.
+#: `[size, mtime_ns, inode, mode]` of a file, or None when it is missing: what rsync and make
+#: compare, plus the mode, because a `chmod` changes no mtime but can make a library unloadable.
 Signature = list[int] | None
 
 
@@ -29,24 +36,61 @@ def file_signature(path: Path | str) -> Signature:
         info = os.stat(path)
     except OSError:
         return None
-    return [info.st_size, info.st_mtime_ns, info.st_ino]
+    return stat_signature(info)
+
+
+def stat_signature(info: os.stat_result) -> list[int]:
+    """The signature of a file already stat'ed."""
+    return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_mode]
+
+
+def open_regular_file(path: Path | str) -> BinaryIO | None:
+    """Open a file for reading only if it is a regular file; None for anything else.
+
+    Opening first and checking the opened file leaves no gap for a swap in between, and
+    O_NONBLOCK keeps the open itself from waiting forever on a named pipe put where a file
+    should be.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+    except OSError:
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
 
 
 @dataclass
 class InstallState:
-    """The cache read at the start of a run and written back at its end."""
+    """The cache read at the start of a run and written back at its end.
 
-    #: id -> {"inputs": {...}, "installed": {...}, "version": str, "library": str, "size": int}
+    Entries are replaced, never changed in place: `save` finds out whether anything changed by
+    comparing the two mappings with shallow copies taken at load time, which for an unchanged
+    entry is an identity check (serialising 200 plugins just to compare costs more).
+    """
+
+    #: id -> {"inputs": {...}, "installed": {...}, "version": str, "library": str,
+    #:        "manifest": {"inputs": {...}, "text": str, "version": str, "warnings": [...]}}
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: source manifest path -> {"signature": Signature, "data": parsed manifest}
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Shallow copies of `plugins` and `sources` as loaded (None: nothing was loaded).
+    loaded: tuple[dict[str, Any], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, state_dir: Path) -> "InstallState":
+        handle = open_regular_file(state_dir / STATE_FILE)
+        if handle is None:
+            return cls()
         try:
-            with open(state_dir / STATE_FILE, encoding="utf-8") as handle:
-                document = json.load(handle)
-        except (OSError, ValueError):
+            with handle:
+                document = json.loads(handle.read(MAX_STATE_BYTES + 1))
+        except (OSError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             return cls()
         if (
             not isinstance(document, dict)
@@ -54,15 +98,21 @@ class InstallState:
             or document.get("tool_version") != __version__
         ):
             return cls()
-        plugins = document.get("plugins")
-        sources = document.get("sources")
-        return cls(
-            plugins=plugins if isinstance(plugins, dict) else {},
-            sources=sources if isinstance(sources, dict) else {},
-        )
+        raw_plugins, raw_sources = document.get("plugins"), document.get("sources")
+        # Entries of the wrong type (a damaged or foreign file) are dropped here, once, so that
+        # readers can rely on every entry being a mapping.
+        plugins = {k: v for k, v in _items(raw_plugins) if isinstance(v, dict)}
+        sources = {k: v for k, v in _items(raw_sources) if isinstance(v, dict)}
+        intact = plugins == raw_plugins and sources == raw_sources
+        return cls(plugins=plugins, sources=sources, loaded=(dict(plugins), dict(sources)) if intact else None)
 
     def save(self, state_dir: Path) -> None:
-        """Write atomically: a crash leaves the old state or the new one, never half of one."""
+        """Write atomically: a crash leaves the old state or the new one, never half of one.
+
+        Nothing is written when nothing changed since `load`.
+        """
+        if self.loaded == (self.plugins, self.sources):
+            return
         document = {
             "format": STATE_FORMAT,
             "tool_version": __version__,
@@ -72,5 +122,10 @@ class InstallState:
         state_dir.mkdir(parents=True, exist_ok=True)
         temporary = state_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
         with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, sort_keys=True)
+            handle.write(json.dumps(document, sort_keys=True))
         os.replace(temporary, state_dir / STATE_FILE)
+        self.loaded = (dict(self.plugins), dict(self.sources))
+
+
+def _items(value: Any) -> list[tuple[Any, Any]]:
+    return list(value.items()) if isinstance(value, dict) else []
