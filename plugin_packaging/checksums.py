@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from plugin_packaging.errors import PackagingError
@@ -33,11 +33,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_sha256sums(directory: Path, files: Sequence[Path]) -> Path:
+def write_sha256sums(
+    directory: Path, files: Sequence[Path], *, known: Mapping[Path, str] | None = None
+) -> Path:
     """Write `directory/SHA256SUMS` listing `files` (which must lie in `directory`), sorted by name.
 
     Names are written relative to `directory` with `/` separators, so `sha256sum -c SHA256SUMS`
-    run inside `directory` checks every file.
+    run inside `directory` checks every file. `known` maps a file to the digest its writer
+    already computed while streaming it, so a release's archives are not read a second time.
     """
     lines = []
     # abspath, not resolve: a listed symlink keeps its own name, as sha256sum would show it.
@@ -52,7 +55,8 @@ def write_sha256sums(directory: Path, files: Sequence[Path]) -> Path:
                 f"cannot list {file} in {SHA256SUMS}: it is not inside {directory}",
                 path=file,
             ) from None
-        lines.append((name, _checksum_line(name, absolute)))
+        digest = (known or {}).get(file)
+        lines.append((name, _checksum_line(name, absolute, digest)))
     names = [name for name, _ in lines]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -95,7 +99,7 @@ def read_sha256sums(path: Path) -> dict[str, str]:
     return sums
 
 
-def _checksum_line(name: str, path: Path) -> str:
+def _checksum_line(name: str, path: Path, digest: str | None = None) -> str:
     # sha256sum escapes a name holding a newline or backslash with a leading `\`; our release
     # file names never need that, so refuse rather than write a line only GNU tools can read.
     if "\n" in name or "\\" in name or "\r" in name:
@@ -104,7 +108,7 @@ def _checksum_line(name: str, path: Path) -> str:
             f"cannot list {name!r}: newlines and backslashes are not allowed in release file names",
             path=path,
         )
-    return f"{sha256_file(path)}  {name}\n"
+    return f"{digest or sha256_file(path)}  {name}\n"
 
 
 def _is_lower_hex(text: str) -> bool:

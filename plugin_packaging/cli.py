@@ -21,7 +21,11 @@ import gc
 _collecting = gc.isenabled()
 gc.disable()
 try:
-    from invoke import Program
+    import os
+    import sys
+
+    from invoke import Config, Exit, Program
+    from invoke.exceptions import UncastableEnvVar
 
     from . import __version__
     from .tasks import ns
@@ -30,8 +34,39 @@ finally:
     if _collecting:
         gc.enable()
 
-program = Program(namespace=ns, version=__version__, name="plugin-packaging", binary="plugin-packaging")
+
+class PluginPackagingConfig(Config):
+    """invoke's config, with a readable exit for environment variables of the wrong type."""
+
+    def load_shell_env(self) -> None:
+        try:
+            super().load_shell_env()
+        except (UncastableEnvVar, ValueError) as exc:
+            # invoke casts INVOKE_* values to the type of the default (int, list...) and raises
+            # without naming the variable; name the candidates instead of showing a traceback.
+            names = sorted(name for name in os.environ if name.startswith("INVOKE_PLUGINS_"))
+            raise Exit(
+                f"error[bad-setting]: an environment variable does not fit its setting ({exc})\n"
+                f"  hint: check {', '.join(names) or 'the INVOKE_* variables'}: numbers must be "
+                "whole numbers, and lists or mappings belong in invoke.yaml",
+                2,
+            ) from None
+
+
+program = Program(
+    namespace=ns,
+    version=__version__,
+    name="plugin-packaging",
+    binary="plugin-packaging",
+    config_class=PluginPackagingConfig,
+)
 
 
 def main() -> None:
-    program.run()
+    try:
+        program.run()
+    except BrokenPipeError:
+        # `plugin-packaging ... | head`: the reader left; say nothing more, as cat and grep do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .check import CheckReport
 from .errors import display_path
 from .install import InstallReport, PluginAction
+
+if TYPE_CHECKING:  # the checker is imported only by runs that check
+    from .check import CheckReport
 
 _LABELS = {
     "install": ("installed", "would install"),
