@@ -6,6 +6,7 @@ Source manifests may leave these out; the crate is then the truth. Workspace inh
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +48,18 @@ def _parse_toml(path: Path) -> Mapping[str, Any]:
         return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise PackagingError("cargo-toml-invalid", f"is not valid TOML: {exc}", path) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise PackagingError("cargo-toml-invalid", "nests too deeply to be a Cargo.toml", path) from None
 
 
 def read_crate(crate_dir: Path, *, stop_at: Path | None = None) -> CrateInfo | None:
     """Read `crate_dir/Cargo.toml`, or None when the crate has none."""
     path = crate_dir / "Cargo.toml"
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
+    # Anything else by that name (a directory, a FIFO, a dangling link) is read and refused by
+    # `read_text` with a message, rather than quietly taken for "no crate here".
     document = _parse_toml(path)
     package = document.get("package") or {}
     lib = document.get("lib") or {}

@@ -29,9 +29,11 @@ class PackagingError(Exception):
     def render(self, severity: str = "error") -> str:
         """The message as shown to a person: `error[code]: path: message` and the hint below."""
         where = f"{display_path(self.path)}: " if self.path is not None else ""
-        text = f"{severity}[{self.code}]: {where}{self.message}"
+        # Messages quote names from disk and manifests: escaped, a newline in one cannot break
+        # the message or forge a line after it.
+        text = f"{severity}[{self.code}]: {where}{printable(self.message)}"
         if self.hint:
-            text += f"\n  hint: {self.hint}"
+            text += f"\n  hint: {printable(self.hint)}"
         return text
 
     def __str__(self) -> str:
@@ -47,4 +49,14 @@ def display_path(path: Path) -> str:
         shown = str(path.relative_to(Path.cwd())) if path.is_absolute() else str(path)
     except (ValueError, OSError):
         shown = str(path)
-    return shown.encode("unicode_escape", "backslashreplace").decode("ascii") if not shown.isprintable() else shown
+    return printable(shown)
+
+
+def printable(text: str) -> str:
+    """`text` for one line of output: control characters, and bytes of a name that is not UTF-8
+    (surrogate escapes), shown as backslash escapes; anything printable is left as it is."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii") for ch in text
+    )

@@ -60,6 +60,8 @@ class ListedPlugin:
     #: The library file inside the bundle, or the bare file's name.
     library: str | None = None
     detail: str | None = None
+    #: Why the plugin cannot be installed, with the file it is about (status "error").
+    error: PackagingError | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,7 @@ class ListedPlugin:
             "installed": str(self.installed) if self.installed is not None else None,
             "library": self.library,
             "detail": self.detail,
+            "error": _error_dict(self.error) if self.error is not None else None,
         }
 
 
@@ -139,6 +142,7 @@ def list_plugins(settings: Settings) -> PluginList:
                 installed=installed,
                 library=action.library if installed is not None else None,
                 detail=detail,
+                error=action.error,
             )
         )
     orphans = {a.id for a in report.actions if a.action == "orphaned"}
@@ -183,7 +187,11 @@ def _installed_without_source(
     rows: list[ListedPlugin] = []
     for entry in entries:
         path = Path(entry.path)
-        if entry.is_dir():
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False  # a symlink loop: not a bundle for the loader either (its is_dir() is false)
+        if is_dir:
             # Hidden directories count: the loader does not skip them either.
             if entry.name not in source_ids:
                 rows.append(_foreign_bundle(path, entry.name in orphans))
@@ -282,7 +290,11 @@ def render_plugin_table(listing: PluginList) -> str:
     else:
         lines.append(f"no plugins found under {display_path(listing.root)}")
     for plugin in listing.plugins:
-        if plugin.detail and plugin.status in ("error", "bare", "stale", "no-source"):
+        if plugin.error is not None:
+            # The whole error: its code, the file it is about and the hint, as the install says it.
+            lines.append(f"  {plugin.id}:")
+            lines.extend("    " + line for line in plugin.error.render().splitlines())
+        elif plugin.detail and plugin.status in ("error", "bare", "stale", "no-source"):
             lines.append(f"  {plugin.id}: {plugin.detail}")
     lines += [error.render() for error in listing.errors]
     lines += [warning.render("warning") for warning in listing.warnings]

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from . import __version__
 from .cargo import CrateInfo
 from .errors import PackagingError
-from .names import is_semver, path_component_problem, relative_path_problem
+from .names import is_semver, is_unicode_text, path_component_problem, relative_path_problem
 
 #: Keys of the server's `PluginManifest`, in the order the generated file lists them.
 SERVER_KEYS = (
@@ -83,8 +83,19 @@ def generate_manifest(
     if crate is not None:
         _fill_from_crate(data, crate, origin_path, warnings)
     declared_entry = data.get("entrypoint")
+    if declared_entry is not None:
+        # The installed file name replaces it, but the same source feeds StreamKit's own tooling,
+        # which places the library at this path inside a bundle: an unsafe one is refused here.
+        problem = relative_path_problem(declared_entry)
+        if problem:
+            raise PackagingError(
+                "manifest-unsafe-entrypoint",
+                f"`entrypoint` {declared_entry!r} {problem}",
+                origin_path,
+                hint=f"name the library file inside the bundle, e.g. `entrypoint: {entrypoint}`",
+            )
     if declared_entry is not None and declared_entry != entrypoint:
-        if Path(str(declared_entry)).stem != Path(entrypoint).stem:
+        if Path(declared_entry).stem != Path(entrypoint).stem:
             warnings.append(
                 PackagingError(
                     "source-entrypoint-differs",
@@ -172,16 +183,51 @@ def validate_manifest(data: Mapping[str, Any], path: Path) -> None:
             raise PackagingError("manifest-wrong-type", f"`{key}` must be a list", path)
     if "compatibility" in data and not isinstance(data["compatibility"], Mapping):
         raise PackagingError("manifest-wrong-type", "`compatibility` must be a mapping", path)
+    for key in SERVER_KEYS:
+        if key in data:
+            _check_writable(data[key], key, path)
+
+
+#: Deeper than any real manifest (models[].file_checksums is three levels down).
+MAX_VALUE_DEPTH = 32
+
+
+def _check_writable(value: Any, key: str, path: Path, depth: int = 0) -> None:
+    """Refuse a value the installed file cannot hold: text with surrogates (a YAML escape such as
+    "\\udcff" reads as one, and the server's UTF-8 strings cannot), or absurd nesting."""
+    if depth > MAX_VALUE_DEPTH:
+        raise PackagingError("manifest-too-deep", f"`{key}` nests too deeply to be a manifest value", path)
+    if isinstance(value, str):
+        if not is_unicode_text(value):
+            raise PackagingError(
+                "manifest-not-unicode",
+                f"`{key}` holds {value!a}, which is not valid Unicode text",
+                path,
+                hint="write the characters themselves; a \\u escape of a lone surrogate is not text",
+            )
+    elif isinstance(value, Mapping):
+        for item_key, item in value.items():
+            _check_writable(item_key, key, path, depth + 1)
+            _check_writable(item, key, path, depth + 1)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            _check_writable(item, key, path, depth + 1)
 
 
 def render_manifest(manifest: GeneratedManifest, template_path: Path | None = None) -> str:
     """The text of the installed `plugin.yml`, from the packaged template or `template_path`."""
     template = _load_template(template_path)
-    return template.render(
-        manifest=manifest.data,
-        origin=_one_line(manifest.origin),
-        tool_version=__version__,
-    )
+    try:
+        return template.render(
+            manifest=manifest.data,
+            origin=_one_line(manifest.origin),
+            tool_version=__version__,
+        )
+    except PackagingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a user's template is code: any error in it is theirs
+        # (an undefined variable, a misused filter, a division by zero in an expression).
+        raise _template_error(exc, template_path, "cannot be rendered") from None
 
 
 @functools.lru_cache(maxsize=8)
@@ -198,11 +244,26 @@ def _load_template(template_path: Path | None) -> Any:
     if template_path is not None:
         from .yamlio import read_text
 
-        return environment.from_string(read_text(template_path))
-    from importlib.resources import files
+        text = read_text(template_path)
+    else:
+        from importlib.resources import files
 
-    text = files("plugin_packaging.templates").joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
-    return environment.from_string(text)
+        text = files("plugin_packaging.templates").joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
+    try:
+        return environment.from_string(text)
+    except jinja2.TemplateError as exc:
+        raise _template_error(exc, template_path, "is not a valid Jinja template") from None
+
+
+def _template_error(exc: Exception, template_path: Path | None, what: str) -> PackagingError:
+    line = getattr(exc, "lineno", None)
+    where = f" (line {line})" if line else ""
+    return PackagingError(
+        "template-invalid",
+        f"{what}{where}: {_one_line(str(exc) or type(exc).__name__)}",
+        template_path or Path(TEMPLATE_NAME),
+        hint="fix the template (plugins.template), or remove the setting to use the packaged one",
+    )
 
 
 def yaml_entry(data: Mapping[str, Any], key: str) -> str:
@@ -219,11 +280,14 @@ def yaml_entry(data: Mapping[str, Any], key: str) -> str:
 
     entry = {key: data[key]}
     for allow_unicode in (True, False):
-        text = yaml.safe_dump(
-            entry, sort_keys=False, allow_unicode=allow_unicode, default_flow_style=False, width=1 << 30
-        )
-        if yaml.safe_load(text) == entry:
-            return text
+        try:
+            text = yaml.safe_dump(
+                entry, sort_keys=False, allow_unicode=allow_unicode, default_flow_style=False, width=1 << 30
+            )
+            if yaml.safe_load(text) == entry:
+                return text
+        except (yaml.YAMLError, RecursionError):
+            break  # a value PyYAML cannot write (an object) or nests beyond its recursion
     raise PackagingError(
         "manifest-unrepresentable",
         f"the value of `{key}` cannot be written as YAML that reads back the same",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
-from .errors import PackagingError, display_path
+from .errors import PackagingError, display_path, printable
 from .names import PLATFORMS, is_native_library_name, library_stem, path_component_problem
 from .settings import Settings
 from .sources import PluginSource
@@ -266,7 +266,14 @@ def _left_files(native: Path, names: list[str], used: set[Path], libraries: list
     library_set = set(libraries)
     for name in names:
         path = native / name
-        if path in used or name in library_set or not _is_file(path):
+        if path in used or name in library_set:
+            continue
+        if not _is_file(path):
+            unusable = _not_a_library_file(path) if is_native_library_name(name) else None
+            if unusable:
+                # Named like a library, so the loader counts it as a bare file, but there is no
+                # file to move: say so rather than report "nothing to migrate".
+                left.append(LeftFile(path, f"{unusable}, not a library file; nothing to move: delete it"))
             continue
         base, _, version = name.partition(".so.")
         if version[:1].isdigit() and not is_native_library_name(name):
@@ -280,6 +287,25 @@ def _left_files(native: Path, names: list[str], used: set[Path], libraries: list
         elif name.endswith(LEGACY_MANIFEST_SUFFIXES):
             left.append(LeftFile(path, "a manifest without a bare library beside it"))
     return left
+
+
+def _not_a_library_file(path: Path) -> str | None:
+    """What an entry named like a library is when it is neither a file nor a bundle directory."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a dangling symlink" if os.path.islink(path) else None
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return None  # a bundle directory with an odd name: the checker's business
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
 def _is_file(path: Path) -> bool:
@@ -429,14 +455,14 @@ def render_migration_plan(plan: MigrationPlan) -> str:
     for move in plan.moves:
         lines.extend(_move_lines(move))
     for left in plan.left:
-        lines.append(f"  leave     {left.path.name}: {left.reason}")
+        lines.append(f"  leave     {printable(left.path.name)}: {left.reason}")
     for error in plan.source_errors:
         lines.append(error.render())
     return "\n".join(lines)
 
 
 def _move_lines(move: LibraryMove) -> list[str]:
-    name = move.library.name
+    name = printable(move.library.name)  # a hostile name must not break or forge report lines
     if move.action == "conflict":
         lines = [f"  CONFLICT  {name}"]
         assert move.problem is not None
@@ -454,7 +480,7 @@ def _move_lines(move: LibraryMove) -> list[str]:
             head += f" (id from the {move.id_origin})"
         lines = [head]
     for path in move.superseded:
-        lines.append(f"            remove {path.name} (superseded by the bundle's plugin.yml)")
+        lines.append(f"            remove {printable(path.name)} (superseded by the bundle's plugin.yml)")
     if move.note:
         lines.append(f"            note: {move.note}")
     return lines

@@ -76,7 +76,9 @@ def path_component_problem(value: object) -> str | None:
         return "must not contain '..'"
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         return "must not contain control characters"
-    if len(value.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+    if not is_unicode_text(value):
+        return NOT_UNICODE_PROBLEM
+    if len(value.encode("utf-8")) > MAX_NAME_BYTES:
         return f"must be at most {MAX_NAME_BYTES} bytes long"
     return None
 
@@ -89,6 +91,8 @@ def relative_path_problem(value: object) -> str | None:
         return "must not be empty"
     if "\x00" in value:
         return "must not contain a NUL character"
+    if not is_unicode_text(value):
+        return NOT_UNICODE_PROBLEM
     if value.startswith("/") or value.startswith("\\") or re.match(r"^[A-Za-z]:", value):
         return "must be relative, not absolute"
     parts = value.replace("\\", "/").split("/")
@@ -97,6 +101,21 @@ def relative_path_problem(value: object) -> str | None:
     if any(part in ("", ".") for part in parts):
         return "must not contain empty or '.' components"
     return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Why a string holding surrogates cannot be a name (see `is_unicode_text`).
+NOT_UNICODE_PROBLEM = "must be valid UTF-8 text (it holds bytes or escapes that are not characters)"
+
+
+def is_unicode_text(value: str) -> bool:
+    """True when `value` can be written as UTF-8: it holds no surrogate code points.
+
+    Surrogates reach a string two ways: a file name that is not UTF-8 (Python decodes its bytes
+    as U+DC80..U+DCFF) and a YAML escape such as "\\udcff". Neither is text the server's
+    UTF-8 strings can hold, nor can it be written into a UTF-8 file.
+    """
+    return _SURROGATE.search(value) is None
 
 
 def is_semver(value: object) -> bool:

@@ -43,30 +43,117 @@ def settings_for(c: Context, root: str | None = None, **flags: Any) -> Settings:
     wanted = str(root_path.resolve()) + "/"
     if root_path.is_dir() and project != wanted:
         from invoke.config import AmbiguousMergeError
-        from invoke.exceptions import UnknownFileType
 
+        project_file = _checked_project_file(root_path)
         config.set_project_location(str(root_path.resolve()))
         try:
             config.load_project()
         except AmbiguousMergeError as exc:
             raise PackagingError(
                 "bad-setting",
-                f"cannot merge a setting with the defaults ({exc})",
-                root_path / "invoke.yaml",
+                f"cannot merge a setting with the defaults ({_shortened(exc)})",
+                project_file or root_path / "invoke.yaml",
                 hint="a setting that is a mapping by default (such as an extra) must stay a mapping; "
                 "use `enabled: false` to turn an extra off",
             ) from None
-        except (UnknownFileType, ValueError, OSError) as exc:
-            raise PackagingError("bad-setting", f"cannot read the settings ({exc})", root_path) from None
+        except Exception as exc:  # noqa: BLE001 - invoke's loader reading the user's file
+            # The file was read and parsed above; what invoke still trips over (its own YAML
+            # version, an invoke.py that raises) is still about the user's file, never a bug here.
+            raise PackagingError(
+                "bad-setting", f"cannot read the settings ({_shortened(exc)})", project_file or root_path
+            ) from None
     namespace = dict(config.get(CONFIG_NAMESPACE, {}) or {})
     return Settings.from_config(namespace, root=str(root_path), **flags)
 
 
+#: The project files invoke reads at a root, in its order; it takes the first that exists.
+#: (An invoke.py is Python code that invoke runs: there is nothing to check in it beforehand.)
+PROJECT_FILES = ("invoke.yaml", "invoke.yml", "invoke.json")
+
+
+def _checked_project_file(root: Path) -> Path | None:
+    """Read the settings file invoke is about to load, with the limits manifests get.
+
+    Invoke reads it with a plain `yaml.safe_load`/`json.load` and then merges and copies the
+    result: a billion-laughs alias bomb, a 50 MiB file, a FIFO or absurd nesting would cost
+    unbounded time or memory there, and a syntax error would surface as a traceback. Reading it
+    first through `yamlio` turns each of those into one message naming the file.
+    """
+    import os
+
+    for name in PROJECT_FILES:
+        path = root / name
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            continue  # invoke skips a missing (or dangling) file too
+        except OSError:
+            pass  # a symlink loop, no permission: read_text below says which
+        from ..yamlio import load_yaml, read_text
+
+        text = read_text(path)
+        if name.endswith(".json"):
+            import json
+
+            try:
+                data = json.loads(text)
+            except ValueError as exc:
+                raise PackagingError("bad-setting", f"is not valid JSON ({exc})", path) from None
+            except RecursionError:
+                raise PackagingError("bad-setting", "nests too deeply to be a settings file", path) from None
+        else:
+            data = load_yaml(text, path)
+        if data is not None and not isinstance(data, dict):
+            raise PackagingError(
+                "bad-setting", f"must be a mapping of settings, not a {type(data).__name__}", path,
+                hint=f"put the settings under `{CONFIG_NAMESPACE}:`",
+            )
+        section = (data or {}).get(CONFIG_NAMESPACE)
+        if section is not None and not isinstance(section, dict):
+            raise PackagingError(
+                "bad-setting",
+                f"`{CONFIG_NAMESPACE}` must be a mapping of settings, not a {type(section).__name__}",
+                path,
+                hint=f"e.g. `{CONFIG_NAMESPACE}: {{plugins_dir: .plugins}}`",
+            )
+        return path
+    return None
+
+
+def _shortened(exc: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line, cut short (invoke's merge errors print whole configs)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _tolerate_any_file_name_in_output() -> None:
+    """Let stdout and stderr print any file name, escaping what their encoding cannot hold.
+
+    A file name that is not UTF-8 reaches Python as surrogate escapes; with a strict UTF-8
+    stream (a `*.UTF-8` locale, or PYTHONIOENCODING=utf-8) printing it would raise
+    UnicodeEncodeError and lose the whole report. Streams that already cope (surrogateescape in
+    Python's UTF-8 mode, or a StringIO in tests) are left alone.
+    """
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass  # a closed or detached stream: nothing to protect
+
+
 def user_errors(function: F) -> F:
-    """Turn a `PackagingError` into its one readable message and exit status 2."""
+    """Turn a `PackagingError` into its one readable message and exit status 2.
+
+    Also makes the output streams able to print any file name first (see
+    `_tolerate_any_file_name_in_output`), so that a report is never lost to its own printing.
+    """
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _tolerate_any_file_name_in_output()
         try:
             return function(*args, **kwargs)
         except PackagingError as exc:
