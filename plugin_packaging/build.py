@@ -29,7 +29,7 @@ from typing import Any, Literal, Mapping, Sequence, TextIO
 from .artifacts import artifact_path
 from .errors import PackagingError
 from .settings import Settings
-from .sources import PluginSource, SourceScan, scan_sources
+from .sources import PluginSource, SourceScan, scan_sources, select_sources
 
 Profile = Literal["release", "debug"]
 PROFILES: tuple[Profile, ...] = ("release", "debug")
@@ -165,21 +165,6 @@ def plan_builds(
         (*scan.warnings, *warnings),
         tuple(s.id for s in selected),
     )
-
-
-def select_sources(scan: SourceScan, only: Sequence[str]) -> list[PluginSource]:
-    """The sources named by `only` (all when empty), refusing ids that no source declares."""
-    if not only:
-        return list(scan.sources)
-    known = {s.id: s for s in scan.sources}
-    unknown = [plugin_id for plugin_id in only if plugin_id not in known]
-    if unknown:
-        raise PackagingError(
-            "unknown-plugin",
-            f"no plugin source with id {', '.join(map(repr, unknown))}",
-            hint="known ids: " + (", ".join(sorted(known)) or "none (is --root a StreamKit checkout?)"),
-        )
-    return [known[plugin_id] for plugin_id in dict.fromkeys(only)]
 
 
 def build_step(settings: Settings, source: PluginSource, *, profile: Profile, jobs: int | None) -> BuildStep:

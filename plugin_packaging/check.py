@@ -41,7 +41,7 @@ from .manifest_rules import (
 )
 from .names import path_component_problem
 from .records import ActiveRecord, is_record_name, read_active_record
-from .rules import Finding, Severity, Violation, effective_severity, validate_overrides
+from .rules import Finding, FindingTally, Violation, effective_severity, validate_overrides
 
 __all__ = ["CheckReport", "Finding", "check_plugins_dir", "REPORT_VERSION"]
 
@@ -51,7 +51,7 @@ DEFAULT_PROBE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
-class CheckReport:
+class CheckReport(FindingTally):
     """All findings for one plugin base directory, and the load plan they imply."""
 
     plugins_dir: Path
@@ -62,12 +62,6 @@ class CheckReport:
     probed: bool = False
     #: The bundles per-bundle rules looked at; None when they looked at all of them.
     checked_bundles: tuple[str, ...] | None = None
-
-    def count(self, severity: Severity) -> int:
-        return sum(1 for f in self.findings if f.severity == severity)
-
-    def failed(self, strict: bool = False) -> bool:
-        return self.count("error") > 0 or (strict and self.count("warning") > 0)
 
     def to_dict(self, *, strict: bool = False) -> dict[str, Any]:
         """The versioned JSON document (schema: schemas/check-report.v1.json)."""
@@ -197,6 +191,8 @@ def _top_level_violations(tree: PluginTree) -> list[Violation]:
 
 
 def _inspect_bundle(bundle: Bundle, run: _CheckRun, in_scope: bool) -> _Inspection:
+    if bundle.unreadable:
+        return _unreadable_bundle(bundle, in_scope)
     names = {entry.name for entry in bundle.entries}
     libraries = bundle.candidates
     reads: dict[str, ManifestRead] = {}
@@ -255,6 +251,16 @@ def _inspect_bundle(bundle: Bundle, run: _CheckRun, in_scope: bool) -> _Inspecti
     return _Inspection(tuple(candidates), tuple(violations))
 
 
+def _unreadable_bundle(bundle: Bundle, in_scope: bool) -> _Inspection:
+    """A bundle directory that cannot be listed: the loader finds no library in it, so the plan
+    shows the bundle itself as skipped (the scan already knows, without opening anything)."""
+    violation = Violation("bundle-unreadable", bundle.path, {"reason": bundle.unreadable}, bundle.name)
+    candidate = Candidate(
+        source="bundle", library=None, directory=bundle.path, bundle=bundle.name, checked=in_scope
+    )
+    return _Inspection((with_blocking(candidate, [violation]),), (violation,) if in_scope else ())
+
+
 def _main_library(libraries: tuple[Entry, ...], lookup: Callable[[str], ManifestLookup]) -> str:
     """The library the bundle's manifest describes: the only one, or the one its entrypoint names."""
     if len(libraries) == 1:
@@ -296,16 +302,7 @@ def _bundle_violations(
 
     near = [(entry, near_miss(entry.name)) for entry in bundle.entries if not entry.is_dir]
     near = [(entry, miss) for entry, miss in near if miss is not None and entry.name not in needed]
-    if bundle.unreadable:
-        out.append(
-            Violation(
-                "bundle-without-library",
-                bundle.path,
-                {"near": f" (it cannot be listed: {bundle.unreadable})"},
-                name,
-            )
-        )
-    elif not libraries:
+    if not libraries:
         shown = (
             f" ({', '.join(e.name for e, _ in near)} {'is' if len(near) == 1 else 'are'} skipped)"
             if near

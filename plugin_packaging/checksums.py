@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from plugin_packaging.errors import PackagingError
+from plugin_packaging.files import write_atomically
 
 SHA256SUMS = "SHA256SUMS"
 _CHUNK = 1 << 20
@@ -66,14 +66,14 @@ def write_sha256sums(
             path=directory / SHA256SUMS,
         )
     target = directory / SHA256SUMS
-    _write_atomically(target, "".join(line for _, line in sorted(lines)).encode("utf-8"))
+    write_atomically(target, "".join(line for _, line in sorted(lines)).encode("utf-8"))
     return target
 
 
 def write_sha256_file(path: Path) -> Path:
     """Write `<path>.sha256` beside `path`, naming the file without its directory."""
     target = path.with_name(path.name + ".sha256")
-    _write_atomically(target, _checksum_line(path.name, path).encode("utf-8"))
+    write_atomically(target, _checksum_line(path.name, path).encode("utf-8"))
     return target
 
 
@@ -113,15 +113,3 @@ def _checksum_line(name: str, path: Path, digest: str | None = None) -> str:
 
 def _is_lower_hex(text: str) -> bool:
     return all(ch in "0123456789abcdef" for ch in text)
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

@@ -1,6 +1,8 @@
 """A `CheckReport` as people and machines read it: text, versioned JSON, GitHub workflow commands.
 
 Nothing here decides anything or touches the disk; it renders a report made by `check.py`.
+The pieces that fit any findings (a finding with its hint, the counts, the verdict, a workflow
+command) render `verify-plugin-bundles`' report too (`release_report.py`).
 Text groups findings by plugin (top of native/, active records, bundles, in the loader's order),
 puts the hint under each finding, and ends with the load plan and a summary. JSON is the
 document described by `schemas/check-report.v1.json`. GitHub output is one `::error` /
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from .check import CheckReport
 from .errors import display_path
-from .loadplan import PlannedLoad
-from .rules import RULES, Finding, effective_severity
+from .rules import RULES, Finding, FindingTally, effective_severity
+
+if TYPE_CHECKING:
+    from .check import CheckReport
+    from .loadplan import PlannedLoad
 
 OutputFormat = Literal["text", "json", "github"]
 FORMATS: tuple[OutputFormat, ...] = ("text", "json", "github")
@@ -41,7 +45,7 @@ def render_text(report: CheckReport, *, strict: bool = False) -> str:
     for title, findings in _groups(report):
         lines.append(title)
         for finding in findings:
-            lines.extend("  " + line for line in _finding_lines(finding))
+            lines.extend("  " + line for line in finding_lines(finding))
         lines.append("")
     if not report.findings:
         lines.append(f"No findings in {display_path(report.plugins_dir)}.")
@@ -52,7 +56,8 @@ def render_text(report: CheckReport, *, strict: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _finding_lines(finding: Finding) -> list[str]:
+def finding_lines(finding: Finding) -> list[str]:
+    """What is wrong and where, then how to fix it."""
     return [
         f"{finding.severity}[{finding.code}]: {display_path(finding.path)}: {finding.message}",
         f"  hint: {finding.hint}",
@@ -118,19 +123,30 @@ def _kind_text(entry: PlannedLoad) -> str:
 
 
 def _summary_line(report: CheckReport, strict: bool) -> str:
-    errors, warnings = _plural(report.count("error"), "error"), _plural(report.count("warning"), "warning")
-    counts = f"{errors}, {warnings}, {report.count('info')} info"
     loads = (
-        f"the server will load {_plural(len(report.plan.loaded), 'plugin')}"
+        f"the server will load {plural(len(report.plan.loaded), 'plugin')}"
         f" and skip {len(report.plan.skipped)}"
     )
-    verdict = "check failed" if report.failed(strict) else "check passed"
+    return f"{counts_text(report)}; {loads}: {verdict_text(report, strict, 'check')}."
+
+
+def counts_text(report: FindingTally) -> str:
+    """The findings per severity: `2 errors, 1 warning, 0 info`."""
+    return (
+        f"{plural(report.count('error'), 'error')}, {plural(report.count('warning'), 'warning')}, "
+        f"{report.count('info')} info"
+    )
+
+
+def verdict_text(report: FindingTally, strict: bool, what: str) -> str:
+    """`<what> passed` or `<what> failed`, saying so when only --strict made warnings fail."""
+    verdict = f"{what} failed" if report.failed(strict) else f"{what} passed"
     if strict and report.count("warning") and not report.count("error"):
         verdict += " (--strict: warnings fail)"
-    return f"{counts}; {loads}: {verdict}."
+    return verdict
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
@@ -140,11 +156,11 @@ def render_summary(report: CheckReport) -> str:
     if not errors and not warnings:
         return f"check: the loader will accept {display_path(report.plugins_dir)}"
     lines = [
-        f"check: {_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {display_path(report.plugins_dir)}"
+        f"check: {plural(errors, 'error')}, {plural(warnings, 'warning')} in {display_path(report.plugins_dir)}"
     ]
     for finding in report.findings:
         if finding.severity in ("error", "warning"):
-            lines.extend("  " + line for line in _finding_lines(finding))
+            lines.extend("  " + line for line in finding_lines(finding))
     lines.append("  (check-plugins-native shows the whole load plan)")
     return "\n".join(lines)
 

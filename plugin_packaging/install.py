@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 from .artifacts import Artifact, locate_artifact
 from .errors import PackagingError
+from .files import open_regular_file
 from .settings import Settings
-from .sources import PluginSource, SourceScan, scan_sources
-from .state import InstallState, Signature, file_signature, open_regular_file, stat_signature
+from .sources import PluginSource, SourceScan, scan_sources, select_sources
+from .state import InstallState, Signature, file_signature, stat_signature
 from .swap import NEW_MARK, park, recover_staging, remove_entry, swap_in
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ def _run(settings: Settings, *, only: Sequence[str], dry_run: bool, require_all:
         repairs = recover_staging(staging, settings.native_dir)
     state = InstallState.load(settings.state_dir)
     scan = scan_sources(settings, cache=state.sources)
-    selected = _select(scan, only)
+    selected = select_sources(scan, only)
     required = set(only) | ({s.id for s in selected} if require_all else set())
     actions = _carry_out(settings, selected, state, staging, dry_run, required)
     actions += _orphans(settings, scan, state, staging, dry_run) if not only else []
@@ -152,10 +153,10 @@ def _run(settings: Settings, *, only: Sequence[str], dry_run: bool, require_all:
         state.sources = {k: v for k, v in state.sources.items() if k in live}
         try:
             state.save(settings.state_dir)
-        except OSError as exc:
-            # Only a cache is lost: the next run compares bytes instead of signatures.
-            problem = _os_error(exc, settings.state_dir, "record what was installed")
-            warnings.append(PackagingError("state-not-saved", problem.message, problem.path, problem.hint))
+        except PackagingError as problem:
+            # Only a cache is lost (`state-not-saved`): the plugins are installed or failed on
+            # their own lines, and the next run compares bytes instead of signatures.
+            warnings.append(problem)
     changed = tuple(a.id for a in actions if a.action in ("install", "update", "remove"))
     return InstallReport(
         actions=tuple(actions),
@@ -173,20 +174,6 @@ def _ensure_plugins_dir(settings: Settings) -> None:
         (settings.state_dir / "staging").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _os_error(exc, settings.plugins_dir, "create the plugin directory") from None
-
-
-def _select(scan: SourceScan, only: Sequence[str]) -> list[PluginSource]:
-    if not only:
-        return list(scan.sources)
-    known = {s.id: s for s in scan.sources}
-    unknown = [plugin_id for plugin_id in only if plugin_id not in known]
-    if unknown:
-        raise PackagingError(
-            "unknown-plugin",
-            f"no plugin source with id {', '.join(map(repr, unknown))}",
-            hint="known ids: " + (", ".join(sorted(known)) or "none (is --root a StreamKit checkout?)"),
-        )
-    return [known[plugin_id] for plugin_id in dict.fromkeys(only)]
 
 
 def _manifest_paths(scan: SourceScan) -> Iterable[Path]:
@@ -377,10 +364,8 @@ def _same_bytes(built: Path, installed: Path) -> bool:
     """Compare two files block by block; stops at the first difference (a relinked library's
     build-id sits in its first page, so a rebuild is usually told apart after one block)."""
     chunk = 1 << 20
-    other = open_regular_file(installed)  # never wait on a named pipe put there
-    if other is None:
-        return False
-    with open(built, "rb") as a, other as b:
+    # Never wait on a named pipe put where the library was: not a regular file raises OSError.
+    with open(built, "rb") as a, open_regular_file(installed) as b:
         while True:
             block = a.read(chunk)
             if block != b.read(chunk):
@@ -474,13 +459,10 @@ def _installed_matches(item: _Work, manifest: _ManifestText) -> bool:
     ):
         return True  # the installed file is the one the last run wrote with this very text
     wanted = manifest.text.encode("utf-8")
-    handle = open_regular_file(item.target / MANIFEST_NAME)
-    if handle is None:
-        return False
     try:
-        with handle:
+        with open_regular_file(item.target / MANIFEST_NAME) as handle:
             return handle.read(len(wanted) + 1) == wanted
-    except OSError:
+    except OSError:  # missing, unreadable, or not a regular file: rewrite it
         return False
 
 
@@ -594,15 +576,20 @@ def _installed_signatures(target: Path) -> dict[str, Signature] | None:
 def _orphans(
     settings: Settings, scan: SourceScan, state: InstallState, staging: Path, dry_run: bool
 ) -> list[PluginAction]:
-    """Bundles this tool installed earlier whose source is gone: kept, or removed with prune."""
-    current = {s.id for s in scan.sources} | {
-        e.path.parent.name for e in scan.errors if e.path is not None
-    }
+    """Bundles this tool installed earlier whose source is gone: kept, or removed with prune.
+
+    A source that could not be read is not gone: the bundle of each name it may stand for
+    (`scan.unresolved`) is left alone, and when a directory that may hold any number of sources
+    could not be listed, no bundle is called an orphan (`--prune` would delete live plugins).
+    """
+    current = {s.id for s in scan.sources} | scan.unresolved
     actions = []
     for plugin_id in sorted(set(state.plugins) - current):
         target = settings.native_dir / plugin_id
         if not os.path.lexists(target):
             state.plugins.pop(plugin_id, None)
+            continue
+        if not scan.complete:
             continue
         if not settings.prune:
             actions.append(

@@ -36,10 +36,13 @@ class Candidate:
     """One thing the server tries to load: an active record, a library in a bundle, or a bare one."""
 
     source: Source
-    #: The library the server opens (for a record, its entrypoint; None when that is unusable).
+    #: The library the server opens (for a record, its entrypoint; None when that is unusable,
+    #: or for a bundle that cannot be listed).
     library: Path | None
     #: The record file, for an active record.
     record_path: Path | None = None
+    #: The bundle directory, for a bundle the server cannot list (there is no library to name).
+    directory: Path | None = None
     bundle: str | None = None
     record: str | None = None
     #: The namespaced node kind (`plugin::native::gain`), when known.
@@ -57,8 +60,11 @@ class Candidate:
 
     @property
     def path(self) -> Path:
-        """What a person should look at: the library, or the record when there is none."""
-        return self.library if self.library is not None else self.record_path  # type: ignore[return-value]
+        """What a person should look at: the library, else the record or the unlistable bundle."""
+        for shown in (self.library, self.record_path, self.directory):
+            if shown is not None:
+                return shown
+        raise ValueError("a candidate names a library, a record or a bundle directory")
 
     def label(self) -> str:
         shown = display_path(self.path)

@@ -179,7 +179,7 @@ def package_plugins(
     a key that does not fit); problems of single plugins are reported in their entries.
     """
     from .archive import source_date_epoch
-    from .sources import scan_sources
+    from .sources import scan_sources, select_sources
 
     env = os.environ if environ is None else environ
     out_dir = _out_dir(settings)
@@ -203,7 +203,7 @@ def package_plugins(
         )
 
     scan = scan_sources(settings)
-    selected = _select(scan.sources, only)
+    selected = select_sources(scan, only)
     context = _Context(settings, existing, accelerators, frozenset(only), public_key)
     plans = [_plan_safely(context, source) for source in selected]
     plans += _carried_over(context, plans)
@@ -299,20 +299,6 @@ def _notes(settings: Settings) -> tuple[PackagingError, ...]:
             hint="pass --signing-key FILE (a minisign secret key) for a release",
         ),
     )
-
-
-def _select(sources: Sequence[PluginSource], only: Sequence[str]) -> list[PluginSource]:
-    if not only:
-        return list(sources)
-    known = {s.id: s for s in sources}
-    unknown = [plugin_id for plugin_id in only if plugin_id not in known]
-    if unknown:
-        raise PackagingError(
-            "unknown-plugin",
-            f"no plugin source with id {', '.join(map(repr, unknown))}",
-            hint="known ids: " + (", ".join(sorted(known)) or "none (is --root a StreamKit checkout?)"),
-        )
-    return [known[plugin_id] for plugin_id in dict.fromkeys(only)]
 
 
 def _plan_safely(context: _Context, source: PluginSource) -> _Plan:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from .files import NotRegularFile, open_regular_file
 from .layout import Entry
 from .names import path_component_problem
 from .rules import Violation
@@ -85,8 +86,11 @@ def read_active_record(entry: Entry, plugins_dir: Path, cwd: Path) -> ActiveReco
         return ActiveRecord(path, None, None, (violation,))
 
     try:
-        with open(path, "rb") as handle:
+        # Never a blocking open: a named pipe put here would hang the check.
+        with open_regular_file(path) as handle:
             raw = handle.read(MAX_RECORD_BYTES + 1)
+    except NotRegularFile as exc:
+        return unparseable(f"{name} {exc}")
     except OSError as exc:
         return unparseable(f"{name} cannot be read ({exc.strerror or exc})")
     if len(raw) > MAX_RECORD_BYTES:

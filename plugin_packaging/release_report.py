@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from .errors import display_path
+from .findings import FORMATS, OutputFormat, counts_text, finding_lines, github_command, plural, verdict_text
+from .report import human_size
 
 if TYPE_CHECKING:
     from .package import BundleFile, ReleaseEntry, ReleaseReport
-    from .rules import Finding
     from .verify import BundleReport, VerifiedBundle
 
-OutputFormat = Literal["text", "json", "github"]
-FORMATS: tuple[OutputFormat, ...] = ("text", "json", "github")
+__all__ = ["FORMATS", "OutputFormat", "render_release", "render_verification"]
 
 _LABELS = {
     "publish": ("published", "would publish"),
@@ -32,15 +32,6 @@ _LABELS = {
     "failed": ("FAILED", "FAILED"),
 }
 _ORDER = ("publish", "add-variant", "unchanged", "carried-over", "not-built", "failed")
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
 
 
 # --- package-plugins-native ------------------------------------------------------------------------
@@ -112,8 +103,6 @@ def render_verification(report: BundleReport, output_format: OutputFormat, *, st
     if output_format == "json":
         return json.dumps(report.to_dict(strict=strict), indent=2, ensure_ascii=True)
     if output_format == "github":
-        from .findings import github_command
-
         lines = [github_command(finding) for finding in report.findings]
         lines.append(_verification_summary(report, strict))
         return "\n".join(lines)
@@ -124,7 +113,7 @@ def _verification_text(report: BundleReport, strict: bool) -> str:
     lines: list[str] = []
     general = [f for f in report.findings if f.bundle is None]
     for finding in general:
-        lines.extend(_finding_lines(finding))
+        lines.extend(finding_lines(finding))
     if general:
         lines.append("")
     for bundle in report.bundles:
@@ -133,7 +122,7 @@ def _verification_text(report: BundleReport, strict: bool) -> str:
         if not own:
             lines.append("  ok: safe to unpack, entry library and dependencies in order")
         for finding in own:
-            lines.extend("  " + line for line in _finding_lines(finding))
+            lines.extend("  " + line for line in finding_lines(finding))
         lines.append("")
     lines.append(_verification_summary(report, strict))
     return "\n".join(lines)
@@ -144,22 +133,6 @@ def _bundle_facts(bundle: VerifiedBundle) -> str:
     return f"({what}{human_size(bundle.size_bytes)}, sha256:{bundle.sha256[:12]})"
 
 
-def _finding_lines(finding: Finding) -> list[str]:
-    return [
-        f"{finding.severity}[{finding.code}]: {display_path(finding.path)}: {finding.message}",
-        f"  hint: {finding.hint}",
-    ]
-
-
 def _verification_summary(report: BundleReport, strict: bool) -> str:
-    def plural(count: int, word: str) -> str:
-        return f"{count} {word}{'' if count == 1 else 's'}"
-
-    counts = (
-        f"{plural(report.count('error'), 'error')}, {plural(report.count('warning'), 'warning')}, "
-        f"{report.count('info')} info"
-    )
-    verdict = "verification failed" if report.failed(strict) else "verification passed"
-    if strict and report.count("warning") and not report.count("error"):
-        verdict += " (--strict: warnings fail)"
-    return f"{counts} in {plural(len(report.bundles), 'bundle')}: {verdict}."
+    bundles = plural(len(report.bundles), "bundle")
+    return f"{counts_text(report)} in {bundles}: {verdict_text(report, strict, 'verification')}."

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import display_path
-from .install import InstallReport, PluginAction
 
 if TYPE_CHECKING:  # the checker is imported only by runs that check
     from .check import CheckReport
+    from .install import InstallReport, PluginAction
 
 _LABELS = {
     "install": ("installed", "would install"),
@@ -27,12 +27,13 @@ _LABELS = {
 
 
 def human_size(size: int) -> str:
+    """A byte count as people read it: `812 B`, `3.4 KiB`, `150.2 MiB`, `1.1 GiB`."""
     value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{size} B"
+    return f"{value:.1f} GiB"
 
 
 def render_install(report: InstallReport, native_dir: Path) -> str:

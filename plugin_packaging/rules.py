@@ -76,6 +76,16 @@ RULES: dict[str, LoaderRule] = _rules(
         "N3",
     ),
     LoaderRule(
+        "bundle-unreadable",
+        "error",
+        "bundle {bundle}/ cannot be listed ({reason}): the loader cannot find any library in it, "
+        "so that plugin does not load",
+        "make the directory readable and searchable by the user the server runs as (e.g. "
+        "`chmod 755` it), or remove it",
+        "N2, N11",
+        blocks_load=True,
+    ),
+    LoaderRule(
         "bundle-without-library",
         "warning",
         "bundle {bundle}/ holds no file the loader would open{near}",
@@ -557,6 +567,20 @@ class Finding:
             "key": self.key,
             "reference": self.reference,
         }
+
+
+class FindingTally:
+    """Counts per severity and the verdict, for a report that holds `findings` (a check of a
+    plugin directory, a verification of bundles): both fail on the same terms."""
+
+    findings: tuple[Finding, ...]
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def failed(self, strict: bool = False) -> bool:
+        """Any error fails; with `strict`, any warning too."""
+        return self.count("error") > 0 or (strict and self.count("warning") > 0)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugin_packaging.errors import PackagingError
+from plugin_packaging.files import write_atomically
 
 if TYPE_CHECKING:
     import minisign
@@ -139,7 +139,8 @@ def sign_with(
             path=path,
             hint="use printable ASCII on one line, at most 8 KiB",
         ) from None
-    _write_atomically(signature_path, bytes(signature) + b"\n")
+    signature_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(signature_path, bytes(signature) + b"\n")
     return signature_path
 
 
@@ -242,16 +243,3 @@ def _signature_key_id(signature: minisign.Signature) -> str:
 def _key_id_text(decoded: bytes) -> str:
     # minisign prints the number with `%llX`: upper-case hex without leading zeros.
     return format(int.from_bytes(decoded[2:10], "little"), "X")
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

@@ -8,12 +8,13 @@ Discovery collects every problem it meets instead of stopping at the first one, 
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from .errors import PackagingError
+from .errors import PackagingError, display_path
 from .names import is_native_library_name, path_component_problem, relative_path_problem
 from .settings import Settings
 
@@ -52,43 +53,190 @@ class SourceScan:
     warnings: tuple[PackagingError, ...] = ()
     #: Every file whose content decided the scan, for the incremental quick check.
     inputs: tuple[Path, ...] = field(default=())
+    #: Names a declaration that could not be used may stand for: the directory of a manifest (or
+    #: of a plugin directory) that could not be read, its id when that much was readable, the id
+    #: of a broken extra. An installed bundle of such a name is not an orphan.
+    unresolved: frozenset[str] = frozenset()
+    #: False when a directory that may hold any number of declarations could not be listed:
+    #: then no installed bundle can be called an orphan.
+    complete: bool = True
 
 
-def source_manifest_paths(settings: Settings) -> list[Path]:
-    """The source manifests under the root, one per plugin directory (best name wins).
+@dataclass(frozen=True)
+class ManifestSearch:
+    """Where the source patterns led: the manifests, and the directories that could not be read."""
 
-    A path that exists but cannot be read (a symlink loop, a dangling symlink, a directory we
-    may not enter) is returned too, so that reading it reports the problem: `Path.glob` would
-    drop it silently, and the plugin would vanish (and its installed bundle look orphaned).
+    #: One source manifest per plugin directory (the best name wins), sorted by directory.
+    paths: tuple[Path, ...]
+    #: A `source-dir-unreadable` error per directory the search could not look into.
+    errors: tuple[PackagingError, ...] = ()
+    #: Names of the plugin directories among those (the directories a manifest would lie in).
+    unreadable_plugin_dirs: frozenset[str] = frozenset()
+    #: False when a directory above the plugin directories could not be listed: how many plugins
+    #: it holds, and which, is unknown.
+    complete: bool = True
+
+
+def find_source_manifests(settings: Settings) -> ManifestSearch:
+    """The source manifests the patterns of `settings` match under the root.
+
+    Unlike `Path.glob`, which silently skips a directory it may not list (the plugin in it would
+    vanish, and its installed bundle would look orphaned), the search reports each such directory
+    as an error. A path that exists but cannot be followed (a symlink loop, a dangling symlink) is
+    returned too, so that reading it reports the problem.
     """
+    search = _ManifestSearcher(settings.root)
     by_dir: dict[Path, Path] = {}
-    directories: dict[str, list[Path]] = {}  # the default patterns share one directory pattern
     for pattern in settings.source_patterns:
-        for path in sorted(_matches(settings.root, pattern, directories)):
+        for path in sorted(search.matches(pattern)):
             current = by_dir.get(path.parent)
             if current is None or _manifest_rank(path) < _manifest_rank(current):
                 by_dir[path.parent] = path
-    return [by_dir[d] for d in sorted(by_dir)]
+    return ManifestSearch(
+        paths=tuple(by_dir[d] for d in sorted(by_dir)),
+        errors=tuple(search.errors.values()),
+        unreadable_plugin_dirs=frozenset(search.unreadable_plugin_dirs),
+        complete=search.complete,
+    )
 
 
-def _matches(root: Path, pattern: str, directories: dict[str, list[Path]]) -> list[Path]:
-    parent, _, name = pattern.rpartition("/")
-    if any(ch in name for ch in "*?["):
-        return list(root.glob(pattern))
-    if parent not in directories:
-        directories[parent] = list(root.glob(parent)) if parent else [root]
-    return [directory / name for directory in directories[parent] if _present(directory / name)]
+def _is_wildcard(part: str) -> bool:
+    return any(ch in part for ch in "*?[")
 
 
-def _present(path: Path) -> bool:
-    """True when `path` is there, even if it cannot be followed or we may not look at it."""
+def _may_be_directory(entry: os.DirEntry[str]) -> bool:
+    """A directory, or a symlink that may lead to one: a symlink loop is kept, so that listing it
+    in turn reports it; a dangling symlink then simply matches nothing."""
     try:
-        os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
+        return entry.is_dir() or entry.is_symlink()
     except OSError:
-        return True  # permission denied, name too long...: reading it will say so
-    return True
+        return True
+
+
+class _ManifestSearcher:
+    """Expands glob patterns (`*`, `?`, `[...]`, `**`) as `Path.glob` does, one directory listing
+    per directory however many patterns share it, and keeps what could not be listed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.errors: dict[Path, PackagingError] = {}
+        self.unreadable_plugin_dirs: set[str] = set()
+        self.complete = True
+        # The default patterns differ only in the file name: their directories are expanded once.
+        self._directories: dict[tuple[str, ...], list[Path]] = {}
+
+    def matches(self, pattern: str) -> list[Path]:
+        parts = [part for part in pattern.split("/") if part not in ("", ".")]
+        if not parts:
+            return []
+        *parents, name = parts
+        directories = self._expand(tuple(parents))
+        if name == "**":
+            return directories + [d for base in directories for d in self._walk(base)]
+        if _is_wildcard(name):
+            # The directories listed here are those a manifest would lie in: plugin directories.
+            return [
+                directory / match
+                for directory in directories
+                for match in fnmatch.filter(self._names(directory, plugin_dir=True), name)
+            ]
+        # Looked at as strings, made paths only when present: this runs for every plugin
+        # directory and manifest name on every install, nothing changed or not.
+        return [
+            directory / name
+            for directory in directories
+            if self._present(os.path.join(directory, name), directory)
+        ]
+
+    def _expand(self, parts: tuple[str, ...]) -> list[Path]:
+        """The directories matching `parts` (a pattern without its file name), memoised."""
+        found = self._directories.get(parts)
+        if found is not None:
+            return found
+        if not parts:
+            found = [self.root]
+        else:
+            bases, part = self._expand(parts[:-1]), parts[-1]
+            if part == "**":
+                found = [d for base in bases for d in (base, *self._walk(base))]
+            elif _is_wildcard(part):
+                found = [
+                    base / match
+                    for base in bases
+                    for match in fnmatch.filter(self._names(base, plugin_dir=False), part)
+                ]
+            else:
+                # Checked when looked into: a missing literal directory simply matches nothing.
+                found = [base / part for base in bases]
+        self._directories[parts] = found
+        return found
+
+    def _names(self, directory: Path, *, plugin_dir: bool) -> list[str]:
+        """The entry names of `directory`: all of them in a plugin directory, else only those that
+        may be directories. An unlistable directory is recorded and yields nothing."""
+        try:
+            with os.scandir(directory) as listing:
+                if plugin_dir:
+                    return [entry.name for entry in listing]
+                entries = list(listing)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            self._unreadable(directory, exc, plugin_dir=plugin_dir)
+            return []
+        return [entry.name for entry in entries if _may_be_directory(entry)]
+
+    def _walk(self, base: Path) -> list[Path]:
+        """Every directory below `base` (`**`), not following symlinks, as `Path.glob` does."""
+        found: list[Path] = []
+        pending = [base]
+        while pending:
+            directory = pending.pop()
+            try:
+                with os.scandir(directory) as listing:
+                    children = [
+                        directory / e.name for e in listing if e.is_dir(follow_symlinks=False)
+                    ]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                self._unreadable(directory, exc, plugin_dir=False)
+                continue
+            children.sort()
+            found.extend(children)
+            pending.extend(reversed(children))
+        return found
+
+    def _present(self, path: str, directory: Path) -> bool:
+        """True when `path` (in `directory`) is there, even if it cannot be followed (reading it
+        will say why); a plugin directory that may not be entered is recorded instead."""
+        try:
+            os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except PermissionError as exc:
+            self._unreadable(directory, exc, plugin_dir=True)
+            return False
+        except OSError:
+            return True  # a symlink loop on the way, a name too long...: reading it will say so
+        return True
+
+    def _unreadable(self, directory: Path, exc: OSError, *, plugin_dir: bool) -> None:
+        if plugin_dir:
+            self.unreadable_plugin_dirs.add(directory.name)
+        else:
+            self.complete = False
+        self.errors.setdefault(
+            directory,
+            PackagingError(
+                "source-dir-unreadable",
+                f"cannot be read ({exc.strerror or exc}): the plugin sources in it are left out of "
+                "this run, and their installed bundles are kept",
+                directory,
+                hint=f"make the directory readable (e.g. `chmod u+rx {display_path(directory)}`), "
+                "or move it out of the checkout",
+            ),
+        )
 
 
 def _manifest_rank(path: Path) -> int:
@@ -104,15 +252,21 @@ def scan_sources(settings: Settings, cache: dict[str, Any] | None = None) -> Sou
     `cache` maps a manifest path to its last signature and parsed data; a manifest whose
     signature is unchanged is not parsed again (and YAML is not even imported when none changed).
     """
+    search = find_source_manifests(settings)
     sources: list[PluginSource] = []
-    errors: list[PackagingError] = []
+    errors: list[PackagingError] = list(search.errors)
     warnings: list[PackagingError] = []
-    for path in source_manifest_paths(settings):
+    unresolved: set[str] = set(search.unreadable_plugin_dirs)
+    for path in search.paths:
+        data: Any = None
         try:
             data = _parsed_manifest(path, cache)
             source = _source_from_manifest(settings, path, data)
         except PackagingError as exc:
             errors.append(exc)
+            unresolved.add(path.parent.name)
+            if isinstance(data, Mapping) and isinstance(data.get("id"), str):
+                unresolved.add(data["id"])
             continue
         if source is None:
             continue
@@ -140,9 +294,32 @@ def scan_sources(settings: Settings, cache: dict[str, Any] | None = None) -> Sou
             sources.append(_source_from_extra(settings, plugin_id, declaration))
         except PackagingError as exc:
             errors.append(exc)
+            unresolved.add(str(plugin_id))
     unique, duplicates = _without_duplicate_ids(sources)
     errors.extend(duplicates)
-    return SourceScan(tuple(unique), tuple(errors), tuple(warnings))
+    return SourceScan(
+        tuple(unique),
+        tuple(errors),
+        tuple(warnings),
+        unresolved=frozenset(unresolved),
+        complete=search.complete,
+    )
+
+
+def select_sources(scan: SourceScan, only: Sequence[str]) -> list[PluginSource]:
+    """The sources named by `only` in the order named (all, in discovery order, when empty);
+    an id that no source declares is a usage mistake, reported with the ids that exist."""
+    if not only:
+        return list(scan.sources)
+    known = {s.id: s for s in scan.sources}
+    unknown = [plugin_id for plugin_id in only if plugin_id not in known]
+    if unknown:
+        raise PackagingError(
+            "unknown-plugin",
+            f"no plugin source with id {', '.join(map(repr, unknown))}",
+            hint="known ids: " + (", ".join(sorted(known)) or "none (is --root a StreamKit checkout?)"),
+        )
+    return [known[plugin_id] for plugin_id in dict.fromkeys(only)]
 
 
 def _parsed_manifest(path: Path, cache: dict[str, Any] | None) -> Any:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from . import __version__
+from .errors import PackagingError, display_path
+from .files import open_regular_file, write_atomically
 
 STATE_FILE = "state.json"
 #: Bumped whenever the meaning of a recorded signature changes, so old caches are ignored.
@@ -44,27 +45,6 @@ def stat_signature(info: os.stat_result) -> list[int]:
     return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_mode]
 
 
-def open_regular_file(path: Path | str) -> BinaryIO | None:
-    """Open a file for reading only if it is a regular file; None for anything else.
-
-    Opening first and checking the opened file leaves no gap for a swap in between, and
-    O_NONBLOCK keeps the open itself from waiting forever on a named pipe put where a file
-    should be.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            return None
-    except OSError:
-        os.close(fd)
-        return None
-    return os.fdopen(fd, "rb")
-
-
 @dataclass
 class InstallState:
     """The cache read at the start of a run and written back at its end.
@@ -84,11 +64,9 @@ class InstallState:
 
     @classmethod
     def load(cls, state_dir: Path) -> "InstallState":
-        handle = open_regular_file(state_dir / STATE_FILE)
-        if handle is None:
-            return cls()
         try:
-            with handle:
+            # Never a blocking open: a named pipe or a device put there is just "no state".
+            with open_regular_file(state_dir / STATE_FILE) as handle:
                 document = json.loads(handle.read(MAX_STATE_BYTES + 1))
         except (OSError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             return cls()
@@ -109,7 +87,9 @@ class InstallState:
     def save(self, state_dir: Path) -> None:
         """Write atomically: a crash leaves the old state or the new one, never half of one.
 
-        Nothing is written when nothing changed since `load`.
+        Nothing is written when nothing changed since `load`. A state that cannot be written (no
+        space, no permission, a read-only file system) raises `PackagingError` `state-not-saved`
+        and leaves no temporary file behind; the old state file stays as it was.
         """
         if self.loaded == (self.plugins, self.sources):
             return
@@ -119,12 +99,30 @@ class InstallState:
             "plugins": self.plugins,
             "sources": self.sources,
         }
-        state_dir.mkdir(parents=True, exist_ok=True)
-        temporary = state_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(document, sort_keys=True))
-        os.replace(temporary, state_dir / STATE_FILE)
+        target = state_dir / STATE_FILE
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            write_atomically(target, json.dumps(document, sort_keys=True).encode("utf-8"))
+        except OSError as exc:
+            raise PackagingError(
+                "state-not-saved",
+                f"could not record what was installed ({exc.strerror or exc})",
+                target,
+                hint=_not_saved_hint(exc, state_dir),
+            ) from None
         self.loaded = (dict(self.plugins), dict(self.sources))
+
+
+def _not_saved_hint(exc: OSError, state_dir: Path) -> str:
+    """What a lost state means (only a cache is lost) and, where known, how to avoid it."""
+    import errno
+
+    consequence = "only a cache is lost: the next run compares the installed files instead"
+    if exc.errno == errno.ENOSPC:
+        return f"free some disk space; {consequence}"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"make {display_path(state_dir)} writable; {consequence}"
+    return consequence
 
 
 def _items(value: Any) -> list[tuple[Any, Any]]:

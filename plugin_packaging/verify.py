@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import PackagingError
+from .rules import FindingTally
 
 if TYPE_CHECKING:
     from .archive import ArchiveLimits, UnsafeArchiveError
     from .binary import LibraryInfo
     from .library_rules import Target
     from .published import PublishedRegistry
-    from .rules import Finding, Severity, Violation
+    from .rules import Finding, Violation
 
 #: Version of the JSON document (`plugin_packaging/schemas/bundle-report.v1.json`).
 REPORT_VERSION = 1
@@ -72,7 +73,7 @@ class VerifiedBundle:
 
 
 @dataclass(frozen=True)
-class BundleReport:
+class BundleReport(FindingTally):
     """All findings for one directory of bundles (and, given one, its registry)."""
 
     bundles_dir: Path
@@ -81,12 +82,6 @@ class BundleReport:
     registry_dir: Path | None = None
     public_key: Path | None = None
     target: Target | None = None
-
-    def count(self, severity: Severity) -> int:
-        return sum(1 for f in self.findings if f.severity == severity)
-
-    def failed(self, strict: bool = False) -> bool:
-        return self.count("error") > 0 or (strict and self.count("warning") > 0)
 
     def to_dict(self, *, strict: bool = False) -> dict[str, Any]:
         """The versioned JSON document (schema: schemas/bundle-report.v1.json)."""

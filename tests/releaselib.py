@@ -1,12 +1,12 @@
-"""Helpers shared by the release tests: the real command line, minisign keys, small source trees.
+"""Helpers shared by the install and release tests: minisign keys, small source trees, archives.
 
-Plain functions, no fixtures: `test_package.py` and `test_verify.py` build what they need from
-the session's compiled libraries (`conftest.native_libs`) with these.
+Plain functions, no fixtures: `test_install.py`, `test_package.py`, `test_verify.py` and
+`test_archive.py` build what they need from the session's compiled libraries
+(`conftest.native_libs`) with these.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import shutil
@@ -18,26 +18,6 @@ from typing import Any
 import minisign
 import pytest
 import yaml
-
-from plugin_packaging.cli import program
-
-
-def run(*args: str, cwd: Path | None = None) -> tuple[int, str]:
-    """Run the real command line (in this process); return its exit status and all output."""
-    out = io.StringIO()
-    previous = Path.cwd()
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            try:
-                program.run(["plugin-packaging", *args], exit=True)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        os.chdir(previous)
-    return code, out.getvalue()
 
 
 def minisign_cli() -> str:
@@ -132,25 +112,55 @@ def no_extras(root: Path) -> None:
     (root / "invoke.yaml").write_text("plugins:\n  extras:\n    gain-native:\n      enabled: false\n")
 
 
-def tar_members(archive: Path) -> dict[str, tarfile.TarInfo]:
-    """The members of a .tar.zst, read with the standard library and zstandard."""
+def tar_stream(archive: Path) -> bytes:
+    """The uncompressed tar stream inside a `.tar.zst` (small test archives only)."""
     import zstandard
 
     with open(archive, "rb") as raw:
-        data = zstandard.ZstdDecompressor().stream_reader(raw).read()
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        return zstandard.ZstdDecompressor().stream_reader(raw).read()
+
+
+def tar_members(archive: Path) -> dict[str, tarfile.TarInfo]:
+    """The members of a .tar.zst, read with the standard library and zstandard."""
+    with tarfile.open(fileobj=io.BytesIO(tar_stream(archive)), mode="r:") as tar:
         return {member.name: member for member in tar.getmembers()}
 
 
 def tar_file(archive: Path, name: str) -> bytes:
-    import zstandard
-
-    with open(archive, "rb") as raw:
-        data = zstandard.ZstdDecompressor().stream_reader(raw).read()
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+    with tarfile.open(fileobj=io.BytesIO(tar_stream(archive)), mode="r:") as tar:
         extracted = tar.extractfile(name)
         assert extracted is not None
         return extracted.read()
+
+
+def zst(data: bytes) -> bytes:
+    """`data` as one zstd frame with its checksum, as bundles are compressed."""
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=3, write_checksum=True).compress(data)
+
+
+def file_info(name: str, size: int, **fields: object) -> tarfile.TarInfo:
+    """A tar header for a hand-made archive: a 0644 regular file unless `fields` say otherwise."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info
+
+
+def hand_made_tar(*members: tuple[tarfile.TarInfo, bytes | None], end: bool = True) -> bytes:
+    """A tar stream built member by member, for faults no well-behaved tool would write."""
+    out = io.BytesIO()
+    for info, data in members:
+        out.write(info.tobuf(format=tarfile.PAX_FORMAT))
+        if data is not None:
+            out.write(data)
+            out.write(bytes(-len(data) % 512))
+    if end:
+        out.write(bytes(1024))
+    return out.getvalue()
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

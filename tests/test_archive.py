@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import zstandard
 from fixturelib import VENDORED_DEPENDENCY_NAME, NativeLibraries
+from releaselib import file_info, hand_made_tar, tar_stream, zst
 
 from plugin_packaging.archive import (
     DEFAULT_SOURCE_DATE_EPOCH,
@@ -77,37 +78,6 @@ def plugin_members(native_libs: NativeLibraries) -> list[ArchiveMember]:
         ArchiveMember("manifest.json", data=b'{"id": "demo"}\n'),
         ArchiveMember("LICENSES/MIT.txt", data=b"MIT License\n"),
     ]
-
-
-def tar_stream(path: Path) -> bytes:
-    """The uncompressed tar stream inside a `.tar.zst` (small test archives only)."""
-    with open(path, "rb") as raw:
-        return zstandard.ZstdDecompressor().stream_reader(raw).read()
-
-
-def zst(data: bytes) -> bytes:
-    return zstandard.ZstdCompressor(level=3, write_checksum=True).compress(data)
-
-
-def hand_made_tar(*members: tuple[tarfile.TarInfo, bytes | None], end: bool = True) -> bytes:
-    """A tar stream built member by member, for faults no well-behaved tool would write."""
-    out = io.BytesIO()
-    for info, data in members:
-        out.write(info.tobuf(format=tarfile.PAX_FORMAT))
-        if data is not None:
-            out.write(data)
-            out.write(bytes(-len(data) % 512))
-    if end:
-        out.write(bytes(1024))
-    return out.getvalue()
-
-
-def file_info(name: str, size: int, **fields: object) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    for key, value in fields.items():
-        setattr(info, key, value)
-    return info
 
 
 def write_archive(tmp_path: Path, tar_bytes: bytes, name: str = "bad.tar.zst") -> Path:

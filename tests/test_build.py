@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import shutil
@@ -10,27 +9,15 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
+from cli import run_in_process
 from elftools.elf.elffile import ELFFile
 
 from fixturelib import ENTRY_SYMBOL, SAMPLE_PLUGINS
 from plugin_packaging.build import build_plugins, cargo_target_dir, plan_builds
-from plugin_packaging.cli import program
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.settings import Settings
 
 BUILD_OUTPUTS = ("target", "plugins/native/volume-c/build", "examples/plugins/gain-native/target")
-
-
-def run(*args: str) -> tuple[int, str]:
-    """Run the real command line in this process; return its exit status and all it printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        try:
-            program.run(["plugin-packaging", *args], exit=True)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return code, out.getvalue()
 
 
 def offline(tree: Path, **settings: object) -> None:
@@ -63,7 +50,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_builds_every_plugin_from_clean_where_its_artifact_path_says(sample_tree: Path) -> None:
     offline(clean(sample_tree))
-    code, out = run("build-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree))
     assert code == 0, out
     for plugin in SAMPLE_PLUGINS:
         assert exports_entry(sample_tree / plugin.artifact), plugin.artifact
@@ -81,7 +68,7 @@ def test_builds_every_plugin_from_clean_where_its_artifact_path_says(sample_tree
 def test_a_failing_plugin_is_reported_with_its_error_and_the_others_still_build(sample_tree: Path) -> None:
     offline(clean(sample_tree))
     break_c_plugin(sample_tree)
-    code, out = run("build-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree))
     assert code == 1
     summary = out[out.index("build summary") :]
     assert "  built   tone-generator" in summary
@@ -98,7 +85,7 @@ def test_a_rust_compile_error_shows_rustc_error_in_the_summary(sample_tree: Path
     offline(sample_tree)
     with open(sample_tree / "examples/plugins/gain-native/src/lib.rs", "a") as handle:
         handle.write("\nfn broken_on_purpose() -> u32 { missing_on_purpose }\n")
-    code, out = run("build-plugins-native", "--root", str(sample_tree), "--only", "gain-native")
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree), "--only", "gain-native")
     assert code == 1
     summary = out[out.index("build summary") :]
     assert "error[E0425]: cannot find value `missing_on_purpose`" in summary
@@ -107,7 +94,7 @@ def test_a_rust_compile_error_shows_rustc_error_in_the_summary(sample_tree: Path
 
 def test_only_builds_just_the_named_plugins(sample_tree: Path) -> None:
     offline(clean(sample_tree))
-    code, out = run("build-plugins-native", "--root", str(sample_tree), "--only", "volume-c")
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree), "--only", "volume-c")
     assert code == 0, out
     assert "[1/1] volume-c" in out
     assert (sample_tree / "plugins/native/volume-c/build/libvolume_c.so").is_file()
@@ -115,7 +102,7 @@ def test_only_builds_just_the_named_plugins(sample_tree: Path) -> None:
 
 
 def test_only_with_an_unknown_id_is_a_usage_error_naming_the_known_ones(sample_tree: Path) -> None:
-    code, out = run("build-plugins-native", "--root", str(sample_tree), "--only", "whisper")
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree), "--only", "whisper")
     assert code == 2
     assert "error[unknown-plugin]: no plugin source with id 'whisper'" in out
     assert "known ids: gain-native, tone-generator, volume-c" in out
@@ -126,7 +113,9 @@ def test_debug_builds_the_debug_profile_and_leaves_the_release_artifact_alone(sa
     offline(sample_tree)
     release = sample_tree / "target/plugins/release/libtone_gen.so"
     before = release.stat().st_mtime_ns
-    code, out = run("build-plugins-native", "--root", str(sample_tree), "--only", "tone-generator", "--debug")
+    code, out = run_in_process(
+        "build-plugins-native", "--root", str(sample_tree), "--only", "tone-generator", "--debug"
+    )
     assert code == 0, out
     assert exports_entry(sample_tree / "target/plugins/debug/libtone_gen.so")
     assert "--release" not in out.splitlines()[0]
@@ -135,14 +124,14 @@ def test_debug_builds_the_debug_profile_and_leaves_the_release_artifact_alone(sa
 
 
 def test_release_and_debug_together_are_refused(sample_tree: Path) -> None:
-    code, out = run("build-plugins-native", "--root", str(sample_tree), "--release", "--debug")
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree), "--release", "--debug")
     assert code == 2
     assert "--release or --debug, not both" in out
 
 
 def test_dry_run_prints_the_commands_and_builds_nothing(sample_tree: Path) -> None:
     clean(sample_tree)
-    code, out = run("build-plugins-native", "--root", str(sample_tree), "--dry-run", "--jobs", "3")
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree), "--dry-run", "--jobs", "3")
     assert code == 0, out
     assert "cargo build --manifest-path plugins/native/tone-generator/Cargo.toml --release -j 3" in out
     assert "make -C plugins/native/volume-c -j 3" in out
@@ -155,7 +144,7 @@ def test_declared_build_command_runs_in_the_shell_at_the_root(sample_tree: Path)
     clean(sample_tree)
     command = "make -C plugins/native/volume-c CFLAGS=-O1 && touch built-by-declared-command"
     offline(sample_tree, build_commands={"volume-c": command})
-    code, out = run("build-plugins-native", "--root", str(sample_tree), "--only", "volume-c")
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree), "--only", "volume-c")
     assert code == 0, out
     assert f"[1/1] volume-c: {command}" in out
     assert (sample_tree / "built-by-declared-command").is_file()
@@ -165,7 +154,7 @@ def test_declared_build_command_runs_in_the_shell_at_the_root(sample_tree: Path)
 def test_a_build_that_succeeds_without_its_artifact_fails(sample_tree: Path) -> None:
     clean(sample_tree)
     offline(sample_tree, build_commands={"volume-c": ["true"]})
-    code, out = run("build-plugins-native", "--root", str(sample_tree), "--only", "volume-c")
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree), "--only", "volume-c")
     assert code == 1
     assert "error[build-output-missing]" in out
     assert "left no plugins/native/volume-c/build/libvolume_c.so" in out
@@ -173,7 +162,7 @@ def test_a_build_that_succeeds_without_its_artifact_fails(sample_tree: Path) -> 
 
 def test_a_missing_build_tool_is_named_with_a_hint(sample_tree: Path) -> None:
     offline(sample_tree, build_commands={"volume-c": ["no-such-compiler-for-tests", "--version"]})
-    code, out = run("build-plugins-native", "--root", str(sample_tree), "--only", "volume-c")
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree), "--only", "volume-c")
     assert code == 1
     assert "error[build-tool-missing]: `no-such-compiler-for-tests` is not on PATH" in out
     assert "from plugins.build_commands.volume-c" in out
@@ -181,7 +170,7 @@ def test_a_missing_build_tool_is_named_with_a_hint(sample_tree: Path) -> None:
 
 def test_cargo_args_from_the_environment_reach_cargo(sample_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INVOKE_PLUGINS_CARGO_ARGS", "--offline --locked")
-    code, out = run("build-plugins-native", "--root", str(sample_tree), "--only", "gain-native", "--dry-run")
+    code, out = run_in_process("build-plugins-native", "--root", str(sample_tree), "--only", "gain-native", "--dry-run")
     assert code == 0, out
     assert "--release --offline --locked" in out
 
@@ -277,7 +266,7 @@ def test_bad_jobs_and_bad_settings_are_refused(built_sample_tree: Path) -> None:
 
 def test_install_builds_then_installs_every_plugin(sample_tree: Path) -> None:
     offline(clean(sample_tree))
-    code, out = run("install-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("install-plugins-native", "--root", str(sample_tree))
     assert code == 0, out
     native = sample_tree / ".plugins/native"
     for plugin in SAMPLE_PLUGINS:
@@ -293,7 +282,7 @@ def test_install_builds_then_installs_every_plugin(sample_tree: Path) -> None:
 
 def test_install_skips_a_plugin_whose_build_failed_and_keeps_its_installed_copy(sample_tree: Path) -> None:
     offline(sample_tree)
-    code, out = run("install-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("install-plugins-native", "--root", str(sample_tree))
     assert code == 0, out
     installed = sample_tree / ".plugins/native/volume-c/libvolume_c.so"
     before = installed.read_bytes()
@@ -303,7 +292,7 @@ def test_install_skips_a_plugin_whose_build_failed_and_keeps_its_installed_copy(
     built.write_bytes(b"\x7fELF left by an older build")
     os.utime(built, (1_000_000_000, 1_000_000_000))
     break_c_plugin(sample_tree)
-    code, out = run("install-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("install-plugins-native", "--root", str(sample_tree))
     assert code == 1
     assert "  FAILED  volume-c" in out
     assert installed.read_bytes() == before
@@ -314,7 +303,7 @@ def test_install_skips_a_plugin_whose_build_failed_and_keeps_its_installed_copy(
 
 def test_install_dry_run_builds_nothing_and_changes_nothing(sample_tree: Path) -> None:
     clean(sample_tree)
-    code, out = run("install-plugins-native", "--root", str(sample_tree), "--dry-run")
+    code, out = run_in_process("install-plugins-native", "--root", str(sample_tree), "--dry-run")
     assert code == 0, out
     assert "dry run: 3 plugin(s) would be built" in out
     assert "3 not built" in out
@@ -385,10 +374,10 @@ def test_every_option_of_every_everyday_task_has_help(task_name: str) -> None:
 
 
 def test_shell_completion_knows_the_tasks_and_their_options() -> None:
-    code, script = run("--print-completion-script", "bash")
+    code, script = run_in_process("--print-completion-script", "bash")
     assert code == 0
     assert "complete -F _complete_plugin-packaging" in script
-    code, names = run("--complete", "--", "plugin-packaging", "mi")
+    code, names = run_in_process("--complete", "--", "plugin-packaging", "mi")
     assert "migrate-plugins-native" in names.split()
-    code, options = run("--complete", "--", "plugin-packaging", "build-plugins-native", "--")
+    code, options = run_in_process("--complete", "--", "plugin-packaging", "build-plugins-native", "--")
     assert {"--only", "--debug", "--release", "--jobs", "--dry-run", "--root"} <= set(options.split())

@@ -3,10 +3,7 @@ severity settings, and the StreamKit-shaped sample tree end to end."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,33 +12,15 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from cli import run_in_process
 from test_check_support import PluginDir, manifest_for, tree  # noqa: F401 - fixtures
 
-from plugin_packaging.cli import program
 from plugin_packaging.findings import escape_data, escape_property, github_command
 from plugin_packaging.rules import RULES, Finding
 
 
-def run(*args: str, cwd: Path | None = None) -> tuple[int, str]:
-    """The real command line, in this process: exit status and everything printed."""
-    out = io.StringIO()
-    previous = Path.cwd()
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            try:
-                program.run(["plugin-packaging", *args], exit=True)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        os.chdir(previous)
-    return code, out.getvalue()
-
-
 def check(tree: PluginDir, *args: str) -> tuple[int, str]:
-    return run("check-plugins-native", "--root", str(tree.root), *args, cwd=tree.root)
+    return run_in_process("check-plugins-native", "--root", str(tree.root), *args, cwd=tree.root)
 
 
 def schema() -> dict:
@@ -280,10 +259,10 @@ def test_probe_flag_runs_the_probe(tree: PluginDir, native_libs) -> None:
 
 
 def test_sample_tree_installs_and_checks_clean(sample_tree: Path) -> None:
-    code, out = run("copy-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(sample_tree))
     assert code == 0, out
     assert "check: the loader will accept" in out
-    code, out = run("check-plugins-native", "--root", str(sample_tree), "--probe", "--format", "json")
+    code, out = run_in_process("check-plugins-native", "--root", str(sample_tree), "--probe", "--format", "json")
     assert code == 0, out
     document = json.loads(out)
     validate(document)
@@ -304,7 +283,7 @@ def test_post_install_check_reports_what_the_install_produced(sample_tree: Path,
     (old / "plugin.yml").write_text(
         'id: tone-generator\nversion: "0.1.0"\nnode_kind: tone\nkind: native\nentrypoint: libtone_gen.so\n'
     )
-    code, out = run("copy-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(sample_tree))
     assert code == 1
     assert "duplicate-node-kind" in out and "native/tone-generator/libtone_gen.so" in out
     # The old bundle did not change: its own per-bundle findings are not part of the install's check.

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from plugin_packaging.cli import program
+from cli import run_in_process
+from releaselib import write_source
 
 PLUGIN_PACKAGING = [sys.executable, "-c", "from plugin_packaging.cli import main; main()"]
 
@@ -24,27 +24,6 @@ STREAMKIT_PLUGINS = {
     "pocket-tts": ("pocket-tts", "pocket_tts", "0.3.1"),
     "servo": ("servo", "servo_web", "0.2.0"),
 }
-
-
-def write_source(root: Path, plugin_id: str, node_kind: str, stem: str, version: str, **extra: object) -> None:
-    directory = root / "plugins" / "native" / plugin_id
-    directory.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "id": plugin_id,
-        "name": plugin_id.title(),
-        "version": version,
-        "node_kind": node_kind,
-        "kind": "native",
-        "entrypoint": f"lib{stem}.so",
-        "artifact": f"target/plugins/release/lib{stem}.so",
-        "description": f"{plugin_id} plugin",
-        "license": "MPL-2.0",
-        **extra,
-    }
-    (directory / "plugin.yml").write_text(yaml.safe_dump(manifest, sort_keys=False))
-    (directory / "Cargo.toml").write_text(
-        f'[package]\nname = "{plugin_id}"\nversion = "{version}"\n\n[lib]\nname = "{stem}"\ncrate-type = ["cdylib"]\n'
-    )
 
 
 @pytest.fixture
@@ -67,27 +46,6 @@ def streamkit_tree(tmp_path: Path, native_libs) -> Path:
     return root
 
 
-def run(*args: str, cwd: Path | None = None) -> tuple[int, str]:
-    """Run the real command line (in this process) and return its exit status and output."""
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    previous = Path.cwd()
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            try:
-                program.run(["plugin-packaging", *args], exit=True)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        os.chdir(previous)
-    return code, out.getvalue()
-
-
 def count_lines(out: str, label: str) -> int:
     """How many plugin lines carry `label` (the summary line does not count)."""
     return sum(1 for line in out.splitlines() if line.startswith(f"  {label} "))
@@ -108,7 +66,7 @@ def bundle(root: Path, plugin_id: str) -> Path:
 
 
 def test_streamkit_shaped_tree_installs_every_built_plugin_with_a_generated_manifest(streamkit_tree: Path) -> None:
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     native = streamkit_tree / ".plugins" / "native"
     assert sorted(os.listdir(native)) == ["aac-encoder", "gain-native", "pocket-tts", "servo"]
@@ -131,7 +89,7 @@ def test_streamkit_shaped_tree_installs_every_built_plugin_with_a_generated_mani
 
 
 def test_sample_tree_installs_the_rust_and_c_samples(sample_tree: Path) -> None:
-    code, out = run("copy-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(sample_tree))
     assert code == 0, out
     native = sample_tree / ".plugins" / "native"
     assert sorted(os.listdir(native)) == ["gain-native", "tone-generator", "volume-c"]
@@ -141,9 +99,9 @@ def test_sample_tree_installs_the_rust_and_c_samples(sample_tree: Path) -> None:
 
 
 def test_rerun_with_nothing_changed_rewrites_nothing(streamkit_tree: Path) -> None:
-    run("copy-plugins-native", "--root", str(streamkit_tree))
+    run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     before = snapshot(streamkit_tree / ".plugins" / "native")
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     assert snapshot(streamkit_tree / ".plugins" / "native") == before
     assert count_lines(out, "up to date") == 4
@@ -151,21 +109,21 @@ def test_rerun_with_nothing_changed_rewrites_nothing(streamkit_tree: Path) -> No
 
 
 def test_rerun_without_the_state_file_compares_bytes_and_still_rewrites_nothing(streamkit_tree: Path) -> None:
-    run("copy-plugins-native", "--root", str(streamkit_tree))
+    run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     before = snapshot(streamkit_tree / ".plugins" / "native")
     (streamkit_tree / ".plugins" / ".plugin-packaging" / "state.json").unlink()
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     assert snapshot(streamkit_tree / ".plugins" / "native") == before
     assert count_lines(out, "up to date") == 4
 
 
 def test_a_rebuilt_library_is_updated_and_only_that_one(streamkit_tree: Path, native_libs) -> None:
-    run("copy-plugins-native", "--root", str(streamkit_tree))
+    run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     before = snapshot(streamkit_tree / ".plugins" / "native")
     built = streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so"
     shutil.copyfile(native_libs.good_rust, built)
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     assert (bundle(streamkit_tree, "servo") / "libservo_web.so").read_bytes() == built.read_bytes()
     after = snapshot(streamkit_tree / ".plugins" / "native")
@@ -175,11 +133,11 @@ def test_a_rebuilt_library_is_updated_and_only_that_one(streamkit_tree: Path, na
 
 
 def test_stale_files_in_a_managed_bundle_are_removed(streamkit_tree: Path) -> None:
-    run("copy-plugins-native", "--root", str(streamkit_tree))
+    run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     aac = bundle(streamkit_tree, "aac-encoder")
     (aac / "libaac_encoder.so.1").write_bytes(b"old versioned copy")
     (aac / "libold_name.so").write_bytes(b"renamed library")
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     assert sorted(os.listdir(aac)) == ["libaac_encoder.so", "plugin.yml"]
 
@@ -190,7 +148,7 @@ def test_a_bundle_left_by_the_old_recipe_is_taken_over_and_cleaned(streamkit_tre
     (old / "libpocket_tts.so").write_bytes(b"stale build")
     (old / "libpocket_tts.so.0").write_bytes(b"versioned")
     (old / "plugin.yml").write_text("id: pocket-tts\n")
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     assert sorted(os.listdir(old)) == ["libpocket_tts.so", "plugin.yml"]
     assert (old / "libpocket_tts.so").read_bytes() != b"stale build"
@@ -198,7 +156,7 @@ def test_a_bundle_left_by_the_old_recipe_is_taken_over_and_cleaned(streamkit_tre
 
 def test_unbuilt_plugin_is_reported_with_the_path_looked_for_and_gets_no_directory(streamkit_tree: Path) -> None:
     (streamkit_tree / "target" / "plugins" / "release" / "libpocket_tts.so").unlink()
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     assert not bundle(streamkit_tree, "pocket-tts").exists()
     line = next(line for line in out.splitlines() if "pocket-tts" in line)
@@ -209,30 +167,32 @@ def test_unbuilt_plugin_is_reported_with_the_path_looked_for_and_gets_no_directo
 
 def test_unbuilt_plugin_fails_with_require_all_or_when_named_by_only(streamkit_tree: Path) -> None:
     (streamkit_tree / "target" / "plugins" / "release" / "libpocket_tts.so").unlink()
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree), "--require-all")
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--require-all")
     assert code == 1
     assert "artifact-missing" in out and "libpocket_tts.so" in out
     assert bundle(streamkit_tree, "aac-encoder").is_dir()  # the others still installed
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree), "--only", "pocket-tts")
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--only", "pocket-tts")
     assert code == 1
     assert "Traceback" not in out
 
 
 def test_only_installs_just_the_named_plugins(streamkit_tree: Path) -> None:
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree), "--only", "servo", "--only", "gain-native")
+    code, out = run_in_process(
+        "copy-plugins-native", "--root", str(streamkit_tree), "--only", "servo", "--only", "gain-native"
+    )
     assert code == 0, out
     assert sorted(os.listdir(streamkit_tree / ".plugins" / "native")) == ["gain-native", "servo"]
 
 
 def test_only_with_an_unknown_id_names_the_known_ones(streamkit_tree: Path) -> None:
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree), "--only", "whisper")
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--only", "whisper")
     assert code == 2
     assert "whisper" in out and "aac-encoder" in out and "Traceback" not in out
 
 
 def test_dry_run_changes_nothing(streamkit_tree: Path) -> None:
     before = snapshot(streamkit_tree)
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree), "--dry-run")
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--dry-run")
     assert code == 0, out
     assert not (streamkit_tree / ".plugins").exists()
     assert snapshot(streamkit_tree) == before
@@ -241,17 +201,17 @@ def test_dry_run_changes_nothing(streamkit_tree: Path) -> None:
 
 
 def test_dry_run_over_an_installed_tree_shows_updates_and_changes_nothing(streamkit_tree: Path, native_libs) -> None:
-    run("copy-plugins-native", "--root", str(streamkit_tree))
+    run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     shutil.copyfile(native_libs.good_rust, streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so")
     before = snapshot(streamkit_tree)
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree), "--dry-run")
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--dry-run")
     assert code == 0, out
     assert snapshot(streamkit_tree) == before
     assert "would update" in out
 
 
 def test_a_broken_manifest_fails_that_plugin_only_and_keeps_its_installed_copy(streamkit_tree: Path) -> None:
-    run("copy-plugins-native", "--root", str(streamkit_tree))
+    run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     servo_before = snapshot(bundle(streamkit_tree, "servo"))
     manifest = streamkit_tree / "plugins" / "native" / "servo" / "plugin.yml"
     manifest.write_text(manifest.read_text().replace("version: 0.2.0", "version: 0.10"))
@@ -260,7 +220,7 @@ def test_a_broken_manifest_fails_that_plugin_only_and_keeps_its_installed_copy(s
         streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so",
     )
     os.utime(streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so", (1, 1))
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 1
     assert snapshot(bundle(streamkit_tree, "servo")) == servo_before
     assert "plugins/native/servo/plugin.yml" in out
@@ -272,7 +232,7 @@ def test_a_broken_manifest_fails_that_plugin_only_and_keeps_its_installed_copy(s
 def test_invalid_yaml_names_the_file_and_line(streamkit_tree: Path) -> None:
     manifest = streamkit_tree / "plugins" / "native" / "servo" / "plugin.yml"
     manifest.write_text("id: servo\nversion: [unclosed\n")
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 1
     assert "plugins/native/servo/plugin.yml" in out and "line" in out
     assert "Traceback" not in out
@@ -283,10 +243,10 @@ def test_bare_library_in_native_dir_fails_the_post_install_check(streamkit_tree:
     native = streamkit_tree / ".plugins" / "native"
     native.mkdir(parents=True)
     shutil.copyfile(native_libs.good_c, native / "libleftover.so")
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 1
     assert "bare-library" in out and "libleftover.so" in out
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree), "--no-check")
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--no-check")
     assert code == 0, out
 
 
@@ -294,13 +254,13 @@ def test_settings_come_from_invoke_yaml_env_and_flags_in_that_order(
     streamkit_tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (streamkit_tree / "invoke.yaml").write_text("plugins:\n  plugins_dir: from-yaml\n")
-    assert run("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
+    assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     assert (streamkit_tree / "from-yaml" / "native" / "servo").is_dir()
     monkeypatch.setenv("INVOKE_PLUGINS_PLUGINS_DIR", "from-env")
-    assert run("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
+    assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     assert (streamkit_tree / "from-env" / "native" / "servo").is_dir()
     flag_dir = streamkit_tree / "from-flag"
-    assert run("copy-plugins-native", "--root", str(streamkit_tree), "--plugins-dir", str(flag_dir))[0] == 0
+    assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--plugins-dir", str(flag_dir))[0] == 0
     assert (flag_dir / "native" / "servo").is_dir()
 
 
@@ -316,7 +276,7 @@ def test_extras_from_invoke_yaml_add_plugins_and_enabled_false_removes_a_default
         "      version: 1.2.3\n"
         "      artifact: libextra_thing.so\n"
     )
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     native = streamkit_tree / ".plugins" / "native"
     assert "gain-native" not in os.listdir(native)
@@ -327,8 +287,8 @@ def test_extras_from_invoke_yaml_add_plugins_and_enabled_false_removes_a_default
 def test_platform_selects_the_library_naming(streamkit_tree: Path, platform: str, name: str) -> None:
     release = streamkit_tree / "target" / "plugins" / "release"
     shutil.copyfile(release / "libaac_encoder.so", release / name)
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree), "--platform", platform,
-                    "--only", "aac-encoder", "--no-check")
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--platform", platform,
+                               "--only", "aac-encoder", "--no-check")
     assert code == 0, out
     installed = bundle(streamkit_tree, "aac-encoder")
     assert sorted(os.listdir(installed)) == sorted([name, "plugin.yml"])
@@ -336,19 +296,19 @@ def test_platform_selects_the_library_naming(streamkit_tree: Path, platform: str
 
 
 def test_orphaned_bundles_are_reported_and_removed_only_with_prune(streamkit_tree: Path) -> None:
-    run("copy-plugins-native", "--root", str(streamkit_tree))
+    run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     shutil.rmtree(streamkit_tree / "plugins" / "native" / "servo")
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     assert "orphaned" in out and bundle(streamkit_tree, "servo").is_dir()
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree), "--prune")
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--prune")
     assert code == 0, out
     assert not bundle(streamkit_tree, "servo").exists()
 
 
 def test_killed_mid_copy_leaves_the_old_bundle_and_the_next_run_repairs(streamkit_tree: Path) -> None:
     """SIGKILL while a big library is being staged: the live bundle stays complete."""
-    run("copy-plugins-native", "--root", str(streamkit_tree))
+    run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     old = snapshot(bundle(streamkit_tree, "servo"))
     built = streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so"
     with open(built, "ab") as handle:  # a real library with 512 MiB of padding: slow to copy
@@ -376,7 +336,7 @@ def test_killed_mid_copy_leaves_the_old_bundle_and_the_next_run_repairs(streamki
         process.wait()
     assert snapshot(bundle(streamkit_tree, "servo")) == old  # old complete bundle, untouched
     assert os.listdir(staging)  # the leftover is still there ...
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree), "--only", "servo")
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--only", "servo")
     assert code == 0, out
     assert "repair" in out
     assert os.listdir(staging) == []  # ... until the next run cleans it up

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli import run_in_process
 
-from test_install import bundle, count_lines, run, streamkit_tree  # noqa: F401  (fixture)
+from test_install import bundle, count_lines, streamkit_tree  # noqa: F401  (fixture)
 
 STATE = Path(".plugins") / ".plugin-packaging" / "state.json"
 
@@ -22,7 +23,7 @@ STATE = Path(".plugins") / ".plugin-packaging" / "state.json"
 def test_a_rebuilt_library_is_reinstalled_without_rendering_the_manifest_again(
     streamkit_tree: Path, native_libs, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
-    assert run("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
+    assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     manifest_before = (bundle(streamkit_tree, "servo") / "plugin.yml").read_text()
     built = streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so"
     shutil.copyfile(native_libs.good_rust, built)
@@ -31,7 +32,7 @@ def test_a_rebuilt_library_is_reinstalled_without_rendering_the_manifest_again(
         raise AssertionError("the manifest was rendered although only the library changed")
 
     monkeypatch.setattr("plugin_packaging.manifest.render_manifest", no_rendering)
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     assert (bundle(streamkit_tree, "servo") / "libservo_web.so").read_bytes() == built.read_bytes()
     assert (bundle(streamkit_tree, "servo") / "plugin.yml").read_text() == manifest_before
@@ -41,12 +42,12 @@ def test_a_rebuilt_library_is_reinstalled_without_rendering_the_manifest_again(
 def test_an_edited_source_manifest_updates_plugin_yml_and_keeps_the_library_file(
     streamkit_tree: Path,  # noqa: F811
 ) -> None:
-    assert run("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
+    assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     library = bundle(streamkit_tree, "servo") / "libservo_web.so"
     inode = library.stat().st_ino
     source = streamkit_tree / "plugins" / "native" / "servo" / "plugin.yml"
     source.write_text(source.read_text().replace("servo plugin", "servo, described anew"))
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     installed = yaml.safe_load((bundle(streamkit_tree, "servo") / "plugin.yml").read_text())
     assert installed["description"] == "servo, described anew"
@@ -66,26 +67,26 @@ def test_a_version_bump_in_the_workspace_cargo_toml_is_noticed(streamkit_tree: P
     )
     workspace = streamkit_tree / "plugins" / "native" / "Cargo.toml"
     workspace.write_text('[workspace]\nmembers = ["servo"]\n\n[workspace.package]\nversion = "0.2.0"\n')
-    assert run("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
+    assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     workspace.write_text(workspace.read_text().replace('"0.2.0"', '"0.3.0"'))
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     installed = yaml.safe_load((bundle(streamkit_tree, "servo") / "plugin.yml").read_text())
     assert installed["version"] == "0.3.0"
 
 
 def test_a_run_that_changes_nothing_does_not_rewrite_the_state_file(streamkit_tree: Path) -> None:  # noqa: F811
-    assert run("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
+    assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     state = streamkit_tree / STATE
     before = state.stat()
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     after = state.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 def test_a_damaged_manifest_cache_renders_again(streamkit_tree: Path, native_libs) -> None:  # noqa: F811
-    assert run("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
+    assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     state = streamkit_tree / STATE
     document = yaml.safe_load(state.read_text())  # JSON is YAML
     document["plugins"]["servo"]["manifest"]["text"] = None
@@ -93,7 +94,7 @@ def test_a_damaged_manifest_cache_renders_again(streamkit_tree: Path, native_lib
 
     state.write_text(json.dumps(document))
     shutil.copyfile(native_libs.good_rust, streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so")
-    code, out = run("copy-plugins-native", "--root", str(streamkit_tree))
+    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     installed = yaml.safe_load((bundle(streamkit_tree, "servo") / "plugin.yml").read_text())
     assert installed["id"] == "servo" and installed["entrypoint"] == "libservo_web.so"

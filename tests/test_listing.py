@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -11,23 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli import run_in_process
 
-from plugin_packaging.cli import program
 from plugin_packaging.install import install_plugins
 from plugin_packaging.listing import JSON_FORMAT_VERSION, list_plugins, render_plugin_table
 from plugin_packaging.settings import Settings
-
-
-def run(*args: str) -> tuple[int, str]:
-    """Run the real command line in this process; return its exit status and all it printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        try:
-            program.run(["plugin-packaging", *args], exit=True)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return code, out.getvalue()
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -73,7 +59,7 @@ def every_status(sample_tree: Path, native_libs) -> Path:
 
 
 def test_every_status_is_listed_as_json(every_status: Path) -> None:
-    code, out = run("list-plugins-native", "--root", str(every_status), "--format", "json")
+    code, out = run_in_process("list-plugins-native", "--root", str(every_status), "--format", "json")
     assert code == 0, out
     document = json.loads(out)
     assert document["version"] == JSON_FORMAT_VERSION
@@ -104,7 +90,7 @@ def test_every_status_is_listed_as_json(every_status: Path) -> None:
 
 
 def test_the_table_has_a_row_per_plugin_and_says_what_to_do(every_status: Path) -> None:
-    code, out = run("list-plugins-native", "--root", str(every_status))
+    code, out = run_in_process("list-plugins-native", "--root", str(every_status))
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].split() == ["ID", "KIND", "VERSION", "STATUS", "SOURCE", "LIBRARY"]
@@ -129,14 +115,14 @@ def test_stale_means_exactly_what_copy_would_update(every_status: Path) -> None:
     listed = {p.id: p.status for p in listing.plugins}
     assert [i for i, action in planned.items() if action == "update"] == [i for i, s in listed.items() if s == "stale"]
     # (The bare file fails copy's post-install check; that is not what this test is about.)
-    code, out = run("copy-plugins-native", "--root", str(every_status), "--only", "volume-c", "--no-check")
+    code, out = run_in_process("copy-plugins-native", "--root", str(every_status), "--only", "volume-c", "--no-check")
     assert code == 0, out
     assert {p.id: p.status for p in list_plugins(settings).plugins}["volume-c"] == "up-to-date"
 
 
 def test_listing_changes_nothing_on_disk(every_status: Path) -> None:
     before = snapshot(every_status)
-    code, out = run("list-plugins-native", "--root", str(every_status))
+    code, out = run_in_process("list-plugins-native", "--root", str(every_status))
     assert code == 0, out
     assert snapshot(every_status) == before
 
@@ -155,24 +141,24 @@ def test_a_broken_source_manifest_is_reported_the_rest_listed_and_the_exit_is_1(
     broken = sample_tree / "plugins/native/broken"
     broken.mkdir()
     (broken / "plugin.yml").write_text("id: broken\nversion: [unclosed\n")
-    code, out = run("list-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("list-plugins-native", "--root", str(sample_tree))
     assert code == 1
     assert "plugins/native/broken/plugin.yml" in out
     assert "tone-generator" in out and "gain-native" in out
-    code, out = run("list-plugins-native", "--root", str(sample_tree), "--format", "json")
+    code, out = run_in_process("list-plugins-native", "--root", str(sample_tree), "--format", "json")
     document = json.loads(out)
     assert code == 1
     assert [e["path"] for e in document["errors"]] == [str(broken / "plugin.yml")]
 
 
 def test_an_empty_checkout_lists_nothing_and_succeeds(tmp_path: Path) -> None:
-    code, out = run("list-plugins-native", "--root", str(tmp_path), "--format", "json")
+    code, out = run_in_process("list-plugins-native", "--root", str(tmp_path), "--format", "json")
     assert code == 0, out
     # gain-native is a built-in extra: declared even where its crate does not exist.
     assert [(r["id"], r["status"]) for r in json.loads(out)["plugins"]] == [("gain-native", "not-built")]
 
 
 def test_an_unknown_format_is_a_usage_error(sample_tree: Path) -> None:
-    code, out = run("list-plugins-native", "--root", str(sample_tree), "--format", "yaml")
+    code, out = run_in_process("list-plugins-native", "--root", str(sample_tree), "--format", "yaml")
     assert code == 2
     assert "--format must be text or json" in out

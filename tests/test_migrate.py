@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from cli import run_in_process
 
-from plugin_packaging.cli import program
 from plugin_packaging.install import install_plugins
 from plugin_packaging.migrate import migrate_plugins, plan_migration, render_migration_plan
 from plugin_packaging.settings import Settings
@@ -26,18 +24,6 @@ POCKET_MANIFEST = {
     "kind": "native",
     "entrypoint": "libpocket_tts.so",
 }
-
-
-def run(*args: str) -> tuple[int, str]:
-    """Run the real command line in this process; return its exit status and all it printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        try:
-            program.run(["plugin-packaging", *args], exit=True)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return code, out.getvalue()
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
@@ -79,7 +65,7 @@ def flat_tree(sample_tree: Path, native_libs) -> Path:
 
 def test_dry_run_prints_the_plan_and_changes_nothing(flat_tree: Path) -> None:
     before = snapshot(flat_tree)
-    code, out = run("migrate-plugins-native", "--root", str(flat_tree), "--dry-run")
+    code, out = run_in_process("migrate-plugins-native", "--root", str(flat_tree), "--dry-run")
     assert code == 0, out
     assert snapshot(flat_tree) == before
     assert not (flat_tree / ".plugins/.plugin-packaging").exists()
@@ -99,7 +85,7 @@ def test_flat_layout_becomes_one_bundle_per_plugin_and_the_checker_accepts_it(fl
     native = flat_tree / ".plugins/native"
     originals = {name: (native / name).read_bytes() for name in ("libtone_gen.so", "libvolume_c.so", "libpocket_tts.so")}
     old_pocket_manifest = (native / "pocket_tts.plugin.yml").read_bytes()
-    code, out = run("migrate-plugins-native", "--root", str(flat_tree))
+    code, out = run_in_process("migrate-plugins-native", "--root", str(flat_tree))
     assert code == 0, out
     assert sorted(os.listdir(native)) == [
         "README.txt", "libfdk-aac.so.2", "libtone_gen.so.1", "pocket_tts", "tone-generator", "volume-c",
@@ -122,7 +108,7 @@ def test_flat_layout_becomes_one_bundle_per_plugin_and_the_checker_accepts_it(fl
 
 
 def test_migrated_bundles_are_exactly_what_copy_plugins_native_installs(flat_tree: Path) -> None:
-    code, out = run("migrate-plugins-native", "--root", str(flat_tree))
+    code, out = run_in_process("migrate-plugins-native", "--root", str(flat_tree))
     assert code == 0, out
     settings = Settings.from_config({}, root=str(flat_tree))
     actions = {a.id: a.action for a in install_plugins(settings, dry_run=True).actions}
@@ -136,7 +122,7 @@ def test_an_existing_different_bundle_is_a_conflict_and_nothing_changes(flat_tre
     shutil.copy2(native_libs.good_c_other, bundle / "libtone_gen.so")
     (bundle / "plugin.yml").write_text("id: tone-generator\n")
     before = snapshot(flat_tree)
-    code, out = run("migrate-plugins-native", "--root", str(flat_tree))
+    code, out = run_in_process("migrate-plugins-native", "--root", str(flat_tree))
     assert code == 1
     assert snapshot(flat_tree) == before
     assert "  CONFLICT  libtone_gen.so" in out
@@ -153,7 +139,7 @@ def test_an_identical_installed_copy_makes_the_bare_file_a_leftover(flat_tree: P
     install_plugins(settings, only=["tone-generator"])
     bundle = flat_tree / ".plugins/native/tone-generator"
     installed = {name: (bundle / name).stat().st_ino for name in os.listdir(bundle)}
-    code, out = run("migrate-plugins-native", "--root", str(flat_tree))
+    code, out = run_in_process("migrate-plugins-native", "--root", str(flat_tree))
     assert code == 0, out
     assert "  remove    libtone_gen.so: an identical copy is installed in tone-generator/" in out
     assert not (flat_tree / ".plugins/native/libtone_gen.so").exists()
@@ -167,7 +153,7 @@ def test_a_run_killed_while_staging_is_cleaned_up_by_the_next(flat_tree: Path) -
     half = staging / "tone-generator..new..x1y2"
     half.mkdir(parents=True)
     os.link(flat_tree / ".plugins/native/libtone_gen.so", half / "libtone_gen.so")
-    code, out = run("migrate-plugins-native", "--root", str(flat_tree))
+    code, out = run_in_process("migrate-plugins-native", "--root", str(flat_tree))
     assert code == 0, out
     assert "repair: removed leftover tone-generator..new..x1y2" in out
     assert os.listdir(staging) == []
@@ -179,7 +165,7 @@ def test_a_library_with_no_source_and_no_manifest_moves_alone(flat_tree: Path, n
     shutil.copy2(native_libs.good_c_other, native / "libmystery.so")
     moves = {m.library.name: m for m in plan_migration(Settings.from_config({}, root=str(flat_tree))).moves}
     assert moves["libmystery.so"].id_origin == "library stem"
-    code, out = run("migrate-plugins-native", "--root", str(flat_tree))
+    code, out = run_in_process("migrate-plugins-native", "--root", str(flat_tree))
     assert code == 0, out  # a bundle without plugin.yml loads: the checker warns, it does not fail
     assert os.listdir(native / "mystery") == ["libmystery.so"]
     assert "  move      libmystery.so -> mystery/libmystery.so (id from the library stem)" in out
@@ -238,7 +224,7 @@ def test_libraries_match_sources_by_any_platform_naming(sample_tree: Path, nativ
 
 
 def test_no_native_dir_means_nothing_to_migrate(sample_tree: Path) -> None:
-    code, out = run("migrate-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("migrate-plugins-native", "--root", str(sample_tree))
     assert code == 0, out
     assert "nothing to migrate: " in out and "does not exist" in out
     assert not (sample_tree / ".plugins").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli import run_in_process
 from fixturelib import (
     GOOD_C_KIND,
     OTHER_C_KIND,
@@ -26,7 +27,6 @@ from releaselib import (
     encrypted_key_pair,
     install_library,
     no_extras,
-    run,
     snapshot,
     tar_file,
     tar_members,
@@ -64,7 +64,7 @@ def release_tree(tmp_path: Path, native_libs: NativeLibraries) -> Path:
 
 
 def package(root: Path, *args: str) -> tuple[int, str]:
-    return run("package-plugins-native", "--root", str(root), "--published-at", DATE, *args)
+    return run_in_process("package-plugins-native", "--root", str(root), "--published-at", DATE, *args)
 
 
 def manifest_of(registry: Path, plugin_id: str, version: str) -> dict:
@@ -94,7 +94,7 @@ def test_each_built_plugin_gets_a_bundle_with_library_manifests_and_extra_files(
 
 def test_the_bundled_plugin_yml_is_the_one_copy_plugins_native_installs(release_tree: Path) -> None:
     assert package(release_tree)[0] == 0
-    assert run("copy-plugins-native", "--root", str(release_tree), "--no-check")[0] == 0
+    assert run_in_process("copy-plugins-native", "--root", str(release_tree), "--no-check")[0] == 0
     installed = (release_tree / ".plugins" / "native" / "other" / "plugin.yml").read_bytes()
     assert tar_file(release_tree / "dist" / "bundles" / "other-0.3.0-bundle.tar.zst", "plugin.yml") == installed
 
@@ -203,7 +203,7 @@ def test_registry_manifest_and_index_follow_streamkit_formats(release_tree: Path
 
 
 def test_default_urls_are_streamkits(release_tree: Path) -> None:
-    assert run("package-plugins-native", "--root", str(release_tree))[0] == 0
+    assert run_in_process("package-plugins-native", "--root", str(release_tree))[0] == 0
     manifest = manifest_of(release_tree / "dist" / "registry", "other", "0.3.0")
     assert manifest["bundle"]["url"] == (
         "https://github.com/streamer45/streamkit/releases/download/plugin-other-v0.3.0/other-0.3.0-bundle.tar.zst"
@@ -269,8 +269,8 @@ def test_a_changed_published_version_fails_with_a_diff_and_writes_nothing(releas
     published, secret, _ = publish_once(release_tree, tmp_path)
     edit_source(release_tree / "plugins" / "native" / "other" / "plugin.yml", description="a better description")
     before = snapshot(release_tree / "dist")
-    code, out = run("package-plugins-native", "--root", str(release_tree), "--published-at", LATER,
-                    "--existing-registry", str(published), "--signing-key", str(secret))
+    code, out = run_in_process("package-plugins-native", "--root", str(release_tree), "--published-at", LATER,
+                               "--existing-registry", str(published), "--signing-key", str(secret))
     assert code == 1
     assert "error[registry-published-changed]" in out and "other 0.3.0 is already published" in out
     assert '-  "description": "other plugin",' in out
@@ -284,8 +284,8 @@ def test_unchanged_versions_are_carried_over_with_signature_and_date(release_tre
     published, secret, public = publish_once(release_tree, tmp_path)
     source = release_tree / "plugins" / "native" / "other" / "plugin.yml"
     edit_source(source, version="0.4.0", description="a better description")
-    code, out = run("package-plugins-native", "--root", str(release_tree), "--published-at", LATER,
-                    "--existing-registry", str(published), "--signing-key", str(secret), "--out", "next")
+    code, out = run_in_process("package-plugins-native", "--root", str(release_tree), "--published-at", LATER,
+                               "--existing-registry", str(published), "--signing-key", str(secret), "--out", "next")
     assert code == 0, out
     registry = release_tree / "next" / "registry"
     for plugin_id, version in (("vendored", "1.0.0"), ("other", "0.3.0")):
@@ -310,8 +310,8 @@ def test_a_tampered_published_manifest_fails_its_signature_check(release_tree: P
     manifest = published / "plugins" / "other" / "0.3.0" / "manifest.json"
     manifest.write_text(manifest.read_text().replace("other plugin", "other plugin!"))
     edit_source(release_tree / "plugins" / "native" / "other" / "plugin.yml", version="0.4.0")
-    code, out = run("package-plugins-native", "--root", str(release_tree),
-                    "--existing-registry", str(published), "--signing-key", str(secret))
+    code, out = run_in_process("package-plugins-native", "--root", str(release_tree),
+                               "--existing-registry", str(published), "--signing-key", str(secret))
     assert code == 1
     assert "error[signature-mismatch]" in out
 
@@ -320,8 +320,8 @@ def test_dry_run_shows_the_plan_and_writes_nothing(release_tree: Path, tmp_path:
     published, _, _ = publish_once(release_tree, tmp_path)
     shutil.rmtree(release_tree / "dist")
     edit_source(release_tree / "plugins" / "native" / "other" / "plugin.yml", version="0.4.0")
-    code, out = run("package-plugins-native", "--root", str(release_tree), "--dry-run",
-                    "--existing-registry", str(published))
+    code, out = run_in_process("package-plugins-native", "--root", str(release_tree), "--dry-run",
+                               "--existing-registry", str(published))
     assert code == 0, out
     assert not (release_tree / "dist").exists()
     assert "would publish     other     0.4.0  other-0.4.0-bundle.tar.zst" in out
@@ -342,8 +342,8 @@ def test_an_accelerator_variant_is_packaged_and_can_be_added_to_a_published_vers
     cuda = release_tree / "target" / "cuda" / "release" / "libother.so"
     cuda.parent.mkdir(parents=True)
     shutil.copyfile(native_libs.good_c, cuda)
-    code, out = run("package-plugins-native", "--root", str(release_tree), "--accelerator", "cuda",
-                    "--existing-registry", str(published), "--signing-key", str(secret), "--only", "other")
+    code, out = run_in_process("package-plugins-native", "--root", str(release_tree), "--accelerator", "cuda",
+                               "--existing-registry", str(published), "--signing-key", str(secret), "--only", "other")
     assert code == 0, out
     assert "variant added     other     0.3.0  other-0.3.0-cuda-bundle.tar.zst" in out
     registry = release_tree / "dist" / "registry"
@@ -449,7 +449,7 @@ def test_a_bundle_installs_and_loads_the_way_the_marketplace_installs_it(release
     (server / ".plugins" / "active").mkdir()
     (server / ".plugins" / "active" / "vendored.json").write_text(json.dumps(record))
 
-    code, out = run("check-plugins-native", "--root", str(server))
+    code, out = run_in_process("check-plugins-native", "--root", str(server))
     assert code == 0, out
     assert f"load  plugin::native::{GOOD_C_KIND}" in out
     # Loaded for real in a child process: the vendored dependency is found through $ORIGIN.
@@ -471,7 +471,7 @@ def test_settings_come_from_invoke_yaml_and_the_environment(
         "  published_at: 2024-12-25\n"
     )
     monkeypatch.setenv("INVOKE_PLUGINS_REGISTRY_BASE_URL", "https://env.example/registry")
-    code, out = run("package-plugins-native", "--root", str(release_tree))
+    code, out = run_in_process("package-plugins-native", "--root", str(release_tree))
     assert code == 0, out
     registry = release_tree / "release-out" / "registry"
     assert manifest_of(registry, "other", "0.3.0")["bundle"]["url"] == "https://cdn.example/other/0.3.0/other-0.3.0-bundle.tar.zst"
@@ -493,7 +493,7 @@ def test_settings_come_from_invoke_yaml_and_the_environment(
     ],
 )
 def test_usage_errors_are_one_message_and_exit_2(release_tree: Path, args: list[str], message: str) -> None:
-    code, out = run("package-plugins-native", "--root", str(release_tree), *args)
+    code, out = run_in_process("package-plugins-native", "--root", str(release_tree), *args)
     assert code == 2, out
     assert message in out and "Traceback" not in out
     assert not (release_tree / "dist" / "registry").exists()
@@ -503,8 +503,8 @@ def test_a_malformed_published_manifest_is_named_not_carried_over(release_tree: 
     published, secret, _ = publish_once(release_tree, tmp_path)
     manifest = published / "plugins" / "other" / "0.3.0" / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"models": []', '"variants": 5,\n  "models": []'))
-    code, out = run("package-plugins-native", "--root", str(release_tree), "--out", "next",
-                    "--existing-registry", str(published), "--signing-key", str(secret))
+    code, out = run_in_process("package-plugins-native", "--root", str(release_tree), "--out", "next",
+                               "--existing-registry", str(published), "--signing-key", str(secret))
     assert code == 2
     assert "error[registry-manifest-invalid]" in out and "plugins/other/0.3.0/manifest.json" in out
     assert "Traceback" not in out and not (release_tree / "next" / "registry").exists()

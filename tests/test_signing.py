@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import minisign
 import pytest
+from releaselib import minisign_cli
 
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.signing import (
@@ -21,16 +20,6 @@ from plugin_packaging.signing import (
 )
 
 MANIFEST = b'{\n  "schema_version": 1,\n  "id": "whisper",\n  "version": "0.3.0"\n}\n'
-
-
-def minisign_cli() -> str:
-    path = shutil.which("minisign")
-    if path is None:
-        message = "the minisign CLI is the independent verifier: apt-get install -y minisign"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def run_cli(*args: object, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

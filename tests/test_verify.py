@@ -3,7 +3,6 @@ and on hand-made hostile archives, called as users call it."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import tarfile
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import zstandard
+from cli import run_in_process
 from fixturelib import (
     DEPENDENCY_C_SOURCE,
     GOOD_C_KIND,
@@ -22,7 +21,7 @@ from fixturelib import (
     build_c_library,
     c_string_literal,
 )
-from releaselib import cli_key_pair, install_library, no_extras, run, write_source
+from releaselib import cli_key_pair, file_info, hand_made_tar, install_library, no_extras, write_source, zst
 
 from plugin_packaging.archive import (
     ArchiveLimits,
@@ -67,13 +66,13 @@ def packaged(tmp_path: Path, library: Path, *, extras: dict[str, Path] | None = 
         shutil.copyfile(cuda, root / "target" / "cuda" / "libdemo.so")
     write_source(root, "demo", GOOD_C_KIND, "demo", "1.0.0", **more)
     install_library(root, library, "demo")
-    code, out = run("package-plugins-native", "--root", str(root), *args)
+    code, out = run_in_process("package-plugins-native", "--root", str(root), *args)
     assert code == 0, out
     return root / "dist"
 
 
 def verify(*args: str) -> tuple[int, str]:
-    return run("verify-plugin-bundles", *args)
+    return run_in_process("verify-plugin-bundles", *args)
 
 
 def verify_json(*args: str) -> tuple[int, dict]:
@@ -120,27 +119,6 @@ def test_without_a_key_signatures_are_reported_unchecked(tmp_path: Path, native_
 # --- hostile archives -----------------------------------------------------------------------------
 
 
-def file_info(name: str, size: int, **fields: object) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = 0o644
-    for key, value in fields.items():
-        setattr(info, key, value)
-    return info
-
-
-def hand_made_tar(*members: tuple[tarfile.TarInfo, bytes | None], end: bool = True) -> bytes:
-    out = io.BytesIO()
-    for info, data in members:
-        out.write(info.tobuf(format=tarfile.PAX_FORMAT))
-        if data is not None:
-            out.write(data)
-            out.write(bytes(-len(data) % 512))
-    if end:
-        out.write(bytes(1024))
-    return out.getvalue()
-
-
 def ok(name: str = "plugin.yml", data: bytes = b"id: demo\n") -> tuple[tarfile.TarInfo, bytes]:
     return file_info(name, len(data)), data
 
@@ -148,9 +126,7 @@ def ok(name: str = "plugin.yml", data: bytes = b"id: demo\n") -> tuple[tarfile.T
 def hostile(tmp_path: Path, tar_bytes: bytes) -> Path:
     bundles = tmp_path / "bundles"
     bundles.mkdir()
-    (bundles / "demo-1.0.0-bundle.tar.zst").write_bytes(
-        zstandard.ZstdCompressor(level=3, write_checksum=True).compress(tar_bytes)
-    )
+    (bundles / "demo-1.0.0-bundle.tar.zst").write_bytes(zst(tar_bytes))
     return bundles
 
 
@@ -234,7 +210,7 @@ def test_a_bundle_that_is_not_the_published_one_fails_its_sha256(
 ) -> None:
     dist = packaged(tmp_path, native_libs.good_c)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the same content, other bytes
-    run("package-plugins-native", "--root", str(tmp_path / "tree"), "--out", "rebuilt")
+    run_in_process("package-plugins-native", "--root", str(tmp_path / "tree"), "--out", "rebuilt")
     name = "demo-1.0.0-bundle.tar.zst"
     shutil.copyfile(tmp_path / "tree" / "rebuilt" / "bundles" / name, dist / "bundles" / name)
     code, document = verify_json("--bundles", str(dist / "bundles"), "--registry", str(dist / "registry"))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Context, Exit, task
 
-from .common import COMMON_HELP, settings_for, user_errors
+from .common import COMMON_HELP, JUDGING_HELP, checked_format, settings_for, user_errors
 
 if TYPE_CHECKING:
     from ..check import CheckReport
@@ -23,11 +23,9 @@ if TYPE_CHECKING:
         "root": COMMON_HELP["root"] + "; also the server's working directory, against which "
         "active records' entrypoints resolve",
         "plugins_dir": COMMON_HELP["plugins_dir"],
-        "platform": "platform the libraries must load on: linux, macos or windows (default: this host)",
-        "arch": "architecture they must load on, e.g. x86_64, aarch64 (default: this host)",
+        **JUDGING_HELP,
         "format": "output: text (default), json (versioned, see schemas/check-report.v1.json) or "
         "github (workflow commands for annotations)",
-        "strict": "fail on warnings too",
         "probe": "also load each library in a throwaway child process, with a time limit, to read "
         "its real node kind and API version (runs the plugins' constructors)",
         "probe_timeout": "seconds each probed library may take (default 5)",
@@ -55,10 +53,7 @@ def check_plugins_native(
     from ..findings import FORMATS, render
     from ..library_rules import Target
 
-    if format not in FORMATS:
-        raise PackagingError(
-            "bad-option", f"unknown --format {format!r}", hint="use one of: " + ", ".join(FORMATS)
-        )
+    checked_format(format, FORMATS)
     if probe_timeout <= 0:
         raise PackagingError(
             "bad-option",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable, Collection, TypeVar
+from typing import Any, Callable, Collection, Sequence, TypeVar
 
 from invoke import Context, Exit
 
@@ -27,6 +27,21 @@ COMMON_HELP = {
     "platform": "target platform for library names: linux, macos or windows (default: this host)",
     "only": "act on this plugin id only (repeatable)",
     "dry_run": "print what would happen and change nothing",
+}
+
+#: Help texts of the options of the tasks that install (copy- and install-plugins-native).
+INSTALL_HELP = {
+    "require_all": "fail when a plugin is not built (for CI); by default it is reported and skipped",
+    "no_check": "do not check the result against the loader's rules afterwards",
+    "prune": "remove bundles this tool installed earlier whose source is gone",
+}
+
+#: Help texts of the options of the tasks that judge libraries against the loader's rules
+#: (check-plugins-native, verify-plugin-bundles).
+JUDGING_HELP = {
+    "platform": "platform the libraries must load on: linux, macos or windows (default: this host)",
+    "arch": "architecture they must load on, e.g. x86_64, aarch64 (default: this host)",
+    "strict": "fail on warnings too",
 }
 
 
@@ -160,6 +175,29 @@ def user_errors(function: F) -> F:
             raise Exit(exc.render(), EXIT_USAGE) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def checked_format(output_format: str, formats: Collection[str]) -> str:
+    """The --format value, refused as a usage error unless it is one of `formats`."""
+    if output_format not in formats:
+        raise PackagingError(
+            "bad-option", f"unknown --format {output_format!r}", hint="use one of: " + ", ".join(formats)
+        )
+    return output_format
+
+
+def install_and_print(settings: Settings, only: Sequence[str], *, dry_run: bool) -> bool:
+    """Install (see `install_plugins`), print the report, then the checker's verdict unless
+    checking is off or this is a dry run; True when a plugin failed or the check did."""
+    from ..install import install_plugins
+    from ..report import render_install
+
+    report = install_plugins(settings, only=only, dry_run=dry_run, require_all=settings.require_all)
+    print(render_install(report, settings.native_dir))
+    failed = report.failed
+    if settings.check and not dry_run:
+        failed = check_and_print(settings, report.changed) or failed
+    return failed
 
 
 def check_and_print(settings: Settings, bundles: Collection[str] | None) -> bool:

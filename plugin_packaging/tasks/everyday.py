@@ -11,7 +11,15 @@ from typing import Literal
 
 from invoke import Context, Exit, task
 
-from .common import COMMON_HELP, EXIT_USAGE, check_and_print, settings_for, user_errors
+from .common import (
+    COMMON_HELP,
+    EXIT_USAGE,
+    INSTALL_HELP,
+    check_and_print,
+    install_and_print,
+    settings_for,
+    user_errors,
+)
 
 #: What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
@@ -71,9 +79,7 @@ def build_plugins_native(
         "only": "a plugin id to build and install (repeat for several); default: every plugin",
         "dry_run": "print the build commands and the install plan; build and change nothing",
         "jobs": "-j N for cargo and make, and the number of plugins copied in parallel",
-        "require_all": "fail when a plugin is not built (for CI); by default it is reported and skipped",
-        "no_check": "do not check the result against the loader's rules afterwards",
-        "prune": "remove bundles this tool installed earlier whose source is gone",
+        **INSTALL_HELP,
     },
 )
 @user_errors
@@ -94,8 +100,6 @@ def install_plugins_native(
     and its installed copy is kept; the others are installed. Exit status 1 when anything failed.
     """
     from ..build import build_plugins, render_build_summary
-    from ..install import install_plugins
-    from ..report import render_install
 
     settings = settings_for(
         c,
@@ -119,12 +123,7 @@ def install_plugins_native(
             raise Exit("nothing was installed: no plugin built", 1)
     if dry_run:
         print("install plan (from the libraries on disk now; the build above did not run):")
-    report = install_plugins(settings, only=selected, dry_run=dry_run, require_all=settings.require_all)
-    print(render_install(report, settings.native_dir))
-    failed = report.failed or built.failed
-    if settings.check and not dry_run:
-        failed = check_and_print(settings, report.changed) or failed
-    if failed:
+    if install_and_print(settings, selected, dry_run=dry_run) or built.failed:
         raise Exit(code=1)
 
 

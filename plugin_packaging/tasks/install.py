@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from invoke import Context, Exit, task
 
-from .common import COMMON_HELP, check_and_print, settings_for, user_errors
+from .common import COMMON_HELP, INSTALL_HELP, install_and_print, settings_for, user_errors
 
 
 @task(
     iterable=["only"],
     help={
         **COMMON_HELP,
-        "require_all": "fail when a plugin is not built (for CI); by default it is reported and skipped",
-        "no_check": "do not check the result against the loader's rules afterwards",
-        "prune": "remove bundles this tool installed earlier whose source is gone",
+        **INSTALL_HELP,
         "jobs": "plugins copied in parallel (default: plugins.jobs, 4)",
     },
 )
@@ -34,9 +32,6 @@ def copy_plugins_native(
 
     Atomic per plugin, idempotent (unchanged plugins are not copied again), stale files removed.
     """
-    from ..install import install_plugins
-    from ..report import render_install
-
     settings = settings_for(
         c,
         root,
@@ -47,14 +42,7 @@ def copy_plugins_native(
         prune=prune or None,
         check=False if no_check else None,
     )
-    report = install_plugins(
-        settings, only=only or (), dry_run=dry_run, require_all=settings.require_all
-    )
-    print(render_install(report, settings.native_dir))
-    failed = report.failed
-    if settings.check and not dry_run:
-        failed = check_and_print(settings, report.changed) or failed
-    if failed:
+    if install_and_print(settings, only or (), dry_run=dry_run):
         raise Exit(code=1)
 
 

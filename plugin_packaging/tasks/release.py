@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from invoke import Context, Exit, task
 
-from .common import COMMON_HELP, settings_for, user_errors
+from .common import COMMON_HELP, JUDGING_HELP, checked_format, settings_for, user_errors
 
 _PATHS = " (relative paths are taken from --root)"
 
@@ -93,11 +93,9 @@ def package_plugins_native(
         "the index against it" + _PATHS,
         "public_key": "minisign public key the server trusts (default: plugins.public_key, else the "
         "registry's streamkit.pub)" + _PATHS,
-        "platform": "platform the libraries must load on: linux, macos or windows (default: this host)",
-        "arch": "architecture they must load on, e.g. x86_64, aarch64 (default: this host)",
+        **JUDGING_HELP,
         "format": "output: text (default), json (versioned, see schemas/bundle-report.v1.json) or "
         "github (workflow commands for annotations)",
-        "strict": "fail on warnings too",
     },
 )
 @user_errors
@@ -120,13 +118,11 @@ def verify_plugin_bundles(
     0 when nothing is at error level, 1 when something is, 2 for usage errors.
     """
     from ..archive import ArchiveLimits
-    from ..errors import PackagingError
     from ..library_rules import Target
     from ..release_report import FORMATS, render_verification
     from ..verify import verify_bundles
 
-    if format not in FORMATS:
-        raise PackagingError("bad-option", f"unknown --format {format!r}", hint="use one of: " + ", ".join(FORMATS))
+    checked_format(format, FORMATS)
     settings = settings_for(c, root, platform=platform, public_key=public_key)
     assert settings.dist_dir is not None
     report = verify_bundles(
