@@ -231,6 +231,19 @@ def render_manifest(manifest: GeneratedManifest, template_path: Path | None = No
 
 
 @functools.lru_cache(maxsize=8)
+def _template_text(template_path: Path | None) -> str:
+    if template_path is not None:
+        from .yamlio import read_text
+
+        return read_text(template_path)
+    # The file beside the `templates` package, as install.py signs it (importlib.resources would
+    # cost more than reading it).
+    from . import templates
+
+    return (Path(templates.__file__).parent / TEMPLATE_NAME).read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=8)
 def _load_template(template_path: Path | None) -> Any:
     """The compiled template; compiled once per run, whatever the number of plugins."""
     import jinja2
@@ -241,16 +254,8 @@ def _load_template(template_path: Path | None) -> Any:
         undefined=jinja2.StrictUndefined,
     )
     environment.filters["yaml_entry"] = yaml_entry
-    if template_path is not None:
-        from .yamlio import read_text
-
-        text = read_text(template_path)
-    else:
-        from importlib.resources import files
-
-        text = files("plugin_packaging.templates").joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
     try:
-        return environment.from_string(text)
+        return environment.from_string(_template_text(template_path))
     except jinja2.TemplateError as exc:
         raise _template_error(exc, template_path, "is not a valid Jinja template") from None
 
@@ -273,6 +278,9 @@ def yaml_entry(data: Mapping[str, Any], key: str) -> str:
     never formats a value itself. Non-ASCII text is written as is for people to read, except
     where PyYAML's own round trip is not exact (it folds a raw NEL, U+0085, into a space); every
     entry is therefore loaded back, and written with ASCII escapes when that differs.
+
+    The emitter is PyYAML's pure-Python one everywhere, so the text is the same on every machine;
+    only the reading back may use libyaml (see `_reads_back`).
     """
     if key not in data:
         return ""
@@ -284,7 +292,7 @@ def yaml_entry(data: Mapping[str, Any], key: str) -> str:
             text = yaml.safe_dump(
                 entry, sort_keys=False, allow_unicode=allow_unicode, default_flow_style=False, width=1 << 30
             )
-            if yaml.safe_load(text) == entry:
+            if _reads_back(text, entry):
                 return text
         except (yaml.YAMLError, RecursionError):
             break  # a value PyYAML cannot write (an object) or nests beyond its recursion
@@ -293,6 +301,27 @@ def yaml_entry(data: Mapping[str, Any], key: str) -> str:
         f"the value of `{key}` cannot be written as YAML that reads back the same",
         hint="remove unusual control characters from it",
     )
+
+
+def _reads_back(text: str, entry: Mapping[str, Any]) -> bool:
+    """Whether PyYAML's pure-Python loader reads `text` back as `entry`.
+
+    libyaml answers first where it reads as PyYAML does (`yamlio.libyaml_reads_as_pyyaml`); only
+    its "yes" is taken, and anything else is asked again of the pure-Python loader, so the choice
+    of text never depends on whether this machine's PyYAML has libyaml.
+    """
+    import yaml
+
+    from .yamlio import libyaml_reads_as_pyyaml, libyaml_safe_loader
+
+    fast = libyaml_safe_loader()
+    if fast is not None and libyaml_reads_as_pyyaml(text):
+        try:
+            if yaml.load(text, Loader=fast) == entry:  # CSafeLoader: the safe loader, in C
+                return True
+        except Exception:  # noqa: BLE001 - the pure-Python loader below decides
+            pass
+    return bool(yaml.safe_load(text) == entry)
 
 
 def _one_line(text: str) -> str:

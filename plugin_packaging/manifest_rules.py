@@ -32,8 +32,6 @@ from .rules import Violation
 #: The server's cap on one asset type's `max_size_bytes` (N10).
 MAX_ASSET_BYTES = 100 * 1024 * 1024
 ASSET_TYPE_ID = re.compile(r"[A-Za-z0-9_-]+")
-#: A manifest is a few KiB (the same cap `yamlio` uses for YAML).
-MAX_MANIFEST_BYTES = 1024 * 1024
 
 
 def manifest_names(library_name: str) -> tuple[str, ...]:
@@ -41,10 +39,6 @@ def manifest_names(library_name: str) -> tuple[str, ...]:
     stem = PurePath(library_name).stem
     stem = stem[3:] if stem.startswith("lib") else stem
     return ("plugin.yml", "plugin.yaml", f"{stem}.plugin.yml", f"{stem}.plugin.yaml", "manifest.json")
-
-
-class _YamlFallback(Exception):
-    """The fast YAML path failed; the careful one says why."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +89,7 @@ def look_up_manifest(
 def read_manifest(path: Path, bundle: str | None) -> ManifestRead:
     """Parse one manifest (YAML, or JSON for `manifest.json`) and judge every key the server reads."""
     try:
-        try:
-            data = _load(path)
-        except _YamlFallback:
-            from .yamlio import load_yaml_file
-
-            data = load_yaml_file(path)  # raises the readable error
+        data = _load(path)
     except PackagingError as exc:
         detail = f"{path.name} {exc.message}"
         return ManifestRead(
@@ -124,7 +113,7 @@ def _load(path: Path) -> Any:
 
         from .yamlio import read_text
 
-        text = read_text(path, limit=MAX_MANIFEST_BYTES)
+        text = read_text(path)  # capped at yamlio.MAX_MANIFEST_BYTES
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -137,27 +126,7 @@ def _load(path: Path) -> Any:
             raise PackagingError("manifest-too-deep", "nests too deeply to be a manifest", path) from None
     from .yamlio import load_yaml, read_text
 
-    text = read_text(path, limit=MAX_MANIFEST_BYTES)
-    return _fast_yaml(text) if "&" not in text else load_yaml(text, path)
-
-
-def _fast_yaml(text: str) -> Any:
-    """libyaml's safe loader for text that cannot hold an alias bomb (no anchor: no `&` at all).
-
-    A check reads every manifest of the tree, and PyYAML's pure-Python parser is most of its time
-    on 200 bundles. Any error is handed to `yamlio.load_yaml`, whose messages name line and column.
-    """
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", None)
-    if loader is None:
-        from .yamlio import load_yaml
-
-        return load_yaml(text, Path("?"))
-    try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 - CSafeLoader is the safe loader
-    except (yaml.YAMLError, RecursionError):
-        raise _YamlFallback() from None
+    return load_yaml(read_text(path), path)
 
 
 # --- what the server's parse refuses ------------------------------------------------------------

@@ -7,12 +7,12 @@ but expensive for everything that walks the result afterwards).
 
 from __future__ import annotations
 
-import os
-import stat
+import functools
 from pathlib import Path
 from typing import Any
 
 from .errors import PackagingError
+from .files import NotRegularFile, open_regular_file
 
 #: A manifest is a few KiB; a megabyte is already absurd.
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -27,31 +27,20 @@ def read_text(path: Path, *, limit: int = MAX_MANIFEST_BYTES) -> str:
     a writer came, and a device such as /dev/zero would never end.
     """
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below anyway).
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with open_regular_file(path) as handle:
+            data = handle.read(limit + 1)
+    except NotRegularFile as exc:
+        if exc.is_directory:
+            raise PackagingError("not-a-file", "is a directory, expected a text file", path) from None
+        raise PackagingError(
+            "not-a-file", str(exc), path, hint="replace it with the text file it should be"
+        ) from None
     except PermissionError:
         raise PackagingError(
             "unreadable", "cannot be read (permission denied)", path, hint="check the file's permissions"
         ) from None
     except OSError as exc:
         raise PackagingError("unreadable", f"cannot be read ({exc.strerror or exc})", path) from None
-    try:
-        mode = os.fstat(descriptor).st_mode
-        if stat.S_ISDIR(mode):
-            raise PackagingError("not-a-file", "is a directory, expected a text file", path)
-        if not stat.S_ISREG(mode):
-            raise PackagingError(
-                "not-a-file",
-                f"is {_file_kind(mode)}, not a regular file",
-                path,
-                hint="replace it with the text file it should be",
-            )
-        with os.fdopen(descriptor, "rb", closefd=False) as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise PackagingError("unreadable", f"cannot be read ({exc.strerror or exc})", path) from None
-    finally:
-        os.close(descriptor)
     if len(data) > limit:
         raise PackagingError(
             "manifest-too-large",
@@ -69,19 +58,66 @@ def read_text(path: Path, *, limit: int = MAX_MANIFEST_BYTES) -> str:
         ) from None
 
 
-def _file_kind(mode: int) -> str:
-    """What a non-regular file is, in words."""
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+#: Characters PyYAML's two parsers read differently: its pure-Python scanner refuses tabs inside
+#: plain values that libyaml accepts, and libyaml treats a byte-order mark at the start of any
+#: line, and NEL, LS and PS line breaks, in its own way. Text holding one is read the careful way.
+_PARSERS_DIFFER = ("\t", "\x85", "\u2028", "\u2029", "\ufeff")
+
+
+@functools.lru_cache(maxsize=1)
+def libyaml_safe_loader() -> Any:
+    """`yaml.CSafeLoader` when PyYAML was built with a libyaml that limits nesting, else None.
+
+    libyaml 0.2.6 refuses more than 1000 nested levels; with an older one PyYAML's compiled
+    composer would recurse on the C stack for every `[` of a hostile file until the process died.
+    """
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is None:
+        return None
+    try:
+        from yaml import _yaml
+
+        version = tuple(_yaml.get_version())
+    except (ImportError, AttributeError, TypeError):
+        return None
+    return loader if version >= (0, 2, 6) else None
+
+
+def libyaml_reads_as_pyyaml(text: str) -> bool:
+    """True when libyaml may parse `text` in place of PyYAML's pure-Python parser.
+
+    Without an anchor (`&`) there can be no alias, so no alias bomb. Without the characters the
+    two parsers disagree on they build the same data from anything a manifest holds, and from
+    everything `manifest.yaml_entry` writes (tests/test_yamlio.py compares them). What remains is
+    libyaml accepting a few oddities PyYAML refuses (a block scalar's `|` directly followed by
+    `#`) or reads otherwise (a bare `!` tag: '' rather than null); an error is still always
+    PyYAML's, see `load_yaml`.
+    """
+    return "&" not in text and not any(character in text for character in _PARSERS_DIFFER)
 
 
 def load_yaml(text: str, path: Path) -> Any:
-    """`yaml.safe_load` with an alias limit; syntax errors name the line and column."""
+    """`yaml.safe_load` with an alias limit; syntax errors name the line and column.
+
+    libyaml (`libyaml_safe_loader`) reads most manifests, three times faster than PyYAML's
+    pure-Python parser; text it cannot read, or may read differently, goes to the pure-Python
+    parser, whose messages name the character and place of a mistake better than libyaml's.
+    """
+    fast = libyaml_safe_loader()
+    if fast is not None and libyaml_reads_as_pyyaml(text):
+        import yaml
+
+        try:
+            return yaml.load(text, Loader=fast)  # CSafeLoader: the safe loader, in C
+        except Exception:  # noqa: BLE001 - whatever failed, the careful reading below explains it
+            pass
+    return _careful_load(text, path)
+
+
+def _careful_load(text: str, path: Path) -> Any:
+    """PyYAML's pure-Python safe loader, with an alias limit and marked errors."""
     import yaml
 
     class _BoundedLoader(yaml.SafeLoader):
@@ -98,6 +134,19 @@ def load_yaml(text: str, path: Path) -> Any:
                         hint="write the values out; manifests do not need anchors",
                     )
             return super().compose_node(parent, index)
+
+        def construct_object(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+            # A value that matches a tag's pattern but is no such value (the date 2024-13-01,
+            # `!!float x`) fails in Python's own constructors; give it the node's place.
+            try:
+                return super().construct_object(node, deep)
+            except (ValueError, OverflowError) as exc:
+                kind = node.tag.rsplit(":", 1)[-1]
+                shown = f"{node.value!r} " if isinstance(node, yaml.ScalarNode) else ""
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{shown}is not a valid {kind} ({exc}); quote it if it is text",
+                    node.start_mark,
+                ) from None
 
     try:
         # The reader checks every character as it is built: a NUL or another unprintable
