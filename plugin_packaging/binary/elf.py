@@ -1,18 +1,13 @@
 """Read an ELF file's loader-relevant facts: type, machine, dynamic tags, stack, the entry symbol.
 
-The structures are decoded here with `struct`, from the ELF specification's layouts and constants:
-a check runs after every install, and pyelftools costs more than the reading itself there (its
-import, with construct and pdb, takes about 8 ms; its parser about 30 us per header, which on 200
-small libraries was most of a check's time). pyelftools is still the authority the tests compare
-these readings with, and names an unusual machine (`_machine_name`).
-
-The tables are walked here too, because pyelftools' own walkers trust the headers: its string
-reads run to the next NUL however far that is, its dynamic-tag loop runs until a DT_NULL that may
-never come, and decoding every symbol takes a second on a large C++ library. Each table is read
-once, through `BoundedFile`, sized from its header and checked against the file. Only the entries
-that matter are decoded: headers are picked by their type word, dynamic tags are unpacked with
-`struct`, and only the symbols whose names contain the entry name are decoded (see
-`symbol_scan`); that keeps a typical library well under a millisecond.
+pyelftools supplies the structure layouts (`Elf_Ehdr`, `Elf_Shdr`, `Elf_Phdr`, `Elf_Sym`, decoded to
+their enum names) and the constants. Walking the tables is done here, because pyelftools' own
+walkers trust the headers: its string reads run to the next NUL however far that is, its
+dynamic-tag loop runs until a DT_NULL that may never come, and decoding every symbol takes a second
+on a large C++ library. Each table is read once, through `BoundedFile`, sized from its header and
+checked against the file. Only the entries that matter are decoded: headers are picked by their
+type word, dynamic tags are unpacked with `struct`, and only the symbols whose names contain the
+entry name are decoded (see `symbol_scan`); that keeps a typical library near a millisecond.
 
 What counts, as the Linux loader sees it:
 - the dynamic section is found through PT_DYNAMIC (what ld.so reads), else the SHT_DYNAMIC section;
@@ -31,11 +26,10 @@ What counts, as the Linux loader sees it:
 from __future__ import annotations
 
 import functools
-import operator
 import struct
 import sys
 from array import array
-from typing import Any, NamedTuple
+from typing import Any
 
 from plugin_packaging.binary.bounded import MAX_HEADER_TABLE, BoundedFile, c_string
 from plugin_packaging.binary.info import (
@@ -50,68 +44,16 @@ from plugin_packaging.binary.info import (
 from plugin_packaging.binary.symbol_scan import entries_naming
 
 PN_XNUM = 0xFFFF
-SHN_UNDEF = 0
 SHN_LORESERVE = 0xFF00
 PF_X = 0x1
 DF_1_PIE = 0x08000000
 ODD_BYTES = bytes(value & 1 for value in range(256))  # maps a byte to its lowest bit
 MAX_VARIANTS = 32  # mangled copies listed; enough to explain, bounded for the report
 
-# st_info's binding and type, st_other's visibility (10 is GNU's STB_GNU_UNIQUE / STT_GNU_IFUNC).
-STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 1, 2, 10
-STT_FUNC, STT_GNU_IFUNC = 2, 10
-STV_DEFAULT, STV_PROTECTED = 0, 3
-VISIBLE_BINDINGS = {STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE}
-VISIBLE_VISIBILITIES = {STV_DEFAULT, STV_PROTECTED}
-FUNCTION_TYPES = {STT_FUNC, STT_GNU_IFUNC}
-
-# The tag and type numbers this reader looks for (ELF gABI and the GNU extensions).
-TAGS = {
-    "DT_NULL": 0,
-    "DT_NEEDED": 1,
-    "DT_HASH": 4,
-    "DT_STRTAB": 5,
-    "DT_SYMTAB": 6,
-    "DT_STRSZ": 10,
-    "DT_SONAME": 14,
-    "DT_RPATH": 15,
-    "DT_RUNPATH": 29,
-    "DT_GNU_HASH": 0x6FFFFEF5,
-    "DT_FLAGS_1": 0x6FFFFFFB,
-    "SHT_SYMTAB": 2,
-    "SHT_STRTAB": 3,
-    "SHT_DYNAMIC": 6,
-    "SHT_DYNSYM": 11,
-    "PT_LOAD": 1,
-    "PT_DYNAMIC": 2,
-    "PT_INTERP": 3,
-    "PT_GNU_STACK": 0x6474E551,
-}
-
-# e_type by name, as pyelftools spells them (a value without a name stays a number).
-E_TYPES = {
-    0: "ET_NONE",
-    1: "ET_REL",
-    2: "ET_EXEC",
-    3: "ET_DYN",
-    4: "ET_CORE",
-    0xFF00: "ET_LOPROC",
-    0xFFFF: "ET_HIPROC",
-}
-# The machines `ARCHES` knows, by number; any other is named by pyelftools (`_machine_name`).
-MACHINES = {
-    3: "EM_386",
-    8: "EM_MIPS",
-    20: "EM_PPC",
-    21: "EM_PPC64",
-    22: "EM_S390",
-    40: "EM_ARM",
-    43: "EM_SPARCV9",
-    62: "EM_X86_64",
-    183: "EM_AARCH64",
-    243: "EM_RISCV",
-    258: "EM_LOONGARCH",
-}
+# pyelftools names 10 of st_info by its generic name: STB_GNU_UNIQUE / STT_GNU_IFUNC.
+VISIBLE_BINDINGS = {"STB_GLOBAL", "STB_WEAK", "STB_LOOS"}
+VISIBLE_VISIBILITIES = {"STV_DEFAULT", "STV_PROTECTED"}
+FUNCTION_TYPES = {"STT_FUNC", "STT_LOOS"}
 
 KINDS = {
     "ET_DYN": "shared-library",
@@ -143,82 +85,44 @@ ARCHES: dict[Any, str] = {
 }
 
 
-class ProgramHeader(NamedTuple):
-    """The fields of one program header the facts use (a tuple: built for every header read)."""
-
-    p_type: int
-    p_offset: int
-    p_vaddr: int
-    p_filesz: int
-    p_flags: int
-
-
-class SectionHeader(NamedTuple):
-    """The fields of one section header the facts use."""
-
-    sh_type: int
-    sh_offset: int
-    sh_size: int
-    sh_link: int
-    sh_info: int
-
-
-# Elf32_Phdr / Elf64_Phdr and Elf32_Shdr / Elf64_Shdr (the byte order is prefixed per file), and
-# where the fields above sit in each.
-_PHDR = {32: ("8I", (0, 1, 2, 4, 6)), 64: ("2I6Q", (0, 2, 3, 5, 1))}
-_SHDR = {32: ("10I", (1, 4, 5, 6, 7)), 64: ("2I4Q2I2Q", (1, 4, 5, 6, 7))}
-
-
-class FileHeader(NamedTuple):
-    """The fields of the ELF file header the facts use; type and machine by name when known."""
-
-    e_type: int | str
-    e_machine: int | str
-    e_phoff: int
-    e_shoff: int
-    e_phentsize: int
-    e_phnum: int
-    e_shentsize: int
-    e_shnum: int
-
-
-class Symbol(NamedTuple):
-    """The fields of one symbol table entry the entry's state depends on."""
-
-    st_shndx: int
-    bind: int
-    type: int
-    visibility: int
-
-
-# Elf32_Ehdr / Elf64_Ehdr from e_type on (after the 16 bytes of e_ident), and where the fields
-# of FileHeader sit; Elf32_Sym / Elf64_Sym and where st_info, st_other and st_shndx sit. The
-# visibility is st_other's low two bits, as glibc reads it (pyelftools reads three, as Solaris).
-_EHDR = {
-    32: ("HHIIIIIHHHHHH", (0, 1, 4, 5, 8, 9, 10, 11)),
-    64: ("HHIQQQIHHHHHH", (0, 1, 4, 5, 8, 9, 10, 11)),
-}
-_SYM = {32: ("IIIBBH", (3, 4, 5)), 64: ("IBBHQQ", (1, 2, 3))}
-
-
-@functools.lru_cache(maxsize=16)
-def _layout(order: str, bits: int, table: str) -> tuple[struct.Struct, tuple[int, ...]]:
-    layout, picks = {"phdr": _PHDR, "shdr": _SHDR, "ehdr": _EHDR, "sym": _SYM}[table][bits]
-    return struct.Struct(order + layout), picks
-
-
 @functools.lru_cache(maxsize=64)
-def _machine_name(machine: int) -> int | str:
-    """pyelftools' name of an e_machine value (imported only for a machine `ARCHES` does not
-    know), or the number when it has none."""
-    known = MACHINES.get(machine)
-    if known is not None:
-        return known
-    from elftools.elf.enums import ENUM_E_MACHINE
+def _layouts(
+    little: bool, bits: int, e_type: Any = None, e_machine: Any = None, osabi: Any = None
+) -> Any:
+    """pyelftools' structures for one kind of ELF file, built once: building them costs more than
+    reading a small library. Without e_type they hold only the file header."""
+    from elftools.elf.structs import ELFStructs
 
-    # Reversed as construct reverses it: of two names for one value, the last wins.
-    names = {value: name for name, value in ENUM_E_MACHINE.items() if name != "_default_"}
-    return names.get(machine, machine)
+    layouts = ELFStructs(little_endian=little, elfclass=bits)
+    layouts.create_basic_structs()
+    if e_type is not None:
+        layouts.create_advanced_structs(e_type, e_machine, osabi)
+    return layouts
+
+
+@functools.lru_cache(maxsize=1)
+def _tags() -> dict[str, int]:
+    from elftools.elf.enums import ENUM_D_TAG, ENUM_P_TYPE_BASE, ENUM_SH_TYPE_BASE
+
+    names = (
+        "DT_NULL",
+        "DT_NEEDED",
+        "DT_SONAME",
+        "DT_RPATH",
+        "DT_RUNPATH",
+        "DT_FLAGS_1",
+        "DT_STRTAB",
+        "DT_STRSZ",
+        "DT_SYMTAB",
+        "DT_HASH",
+        "DT_GNU_HASH",
+    )
+    found = {name: ENUM_D_TAG[name] for name in names}
+    for name in ("SHT_SYMTAB", "SHT_DYNSYM", "SHT_STRTAB", "SHT_DYNAMIC"):
+        found[name] = ENUM_SH_TYPE_BASE[name]
+    for name in ("PT_LOAD", "PT_DYNAMIC", "PT_INTERP", "PT_GNU_STACK"):
+        found[name] = ENUM_P_TYPE_BASE[name]
+    return found
 
 
 class ElfImage:
@@ -232,80 +136,91 @@ class ElfImage:
         self.bits = 32 if ident[4] == 1 else 64
         self.little = ident[5] == 1
         self.order = "<" if self.little else ">"
-        layout, picks = _layout(self.order, self.bits, "ehdr")
-        fields = operator.itemgetter(*picks)(
-            layout.unpack_from(source.read(0, 16 + layout.size, "the ELF file header"), 16)
+        basic = _layouts(self.little, self.bits)
+        self.header = basic.Elf_Ehdr.parse(
+            source.read(0, basic.Elf_Ehdr.sizeof(), "the ELF file header")
         )
-        e_type, e_machine = fields[0], fields[1]
-        self.header = FileHeader(
-            E_TYPES.get(e_type, e_type), _machine_name(e_machine), *fields[2:]
+        self.layouts = _layouts(
+            self.little,
+            self.bits,
+            self.header.e_type,
+            self.header.e_machine,
+            self.header.e_ident.EI_OSABI,
         )
-        self.symbol_layout = _layout(self.order, self.bits, "sym")
-        self.tags = TAGS
+        self.tags = _tags()
         self.section_table = self._section_table()
         self.program_table = self._program_table()
+        self._segments: dict[str, list[Any]] = {}
 
     # -- header tables ----------------------------------------------------------------------
 
-    def _table(
-        self, offset: int, count: int, entry_size: int, program: bool, what: str
-    ) -> list[Any]:
-        """`count` headers at `offset`, decoded (each table is read and decoded once per file)."""
+    def _raw_table(
+        self, offset: int, count: int, entry_size: int, layout: Any, what: str
+    ) -> list[bytes]:
         if count == 0:
             return []
-        layout, picks = _layout(self.order, self.bits, "phdr" if program else "shdr")
-        if entry_size < layout.size:
+        if entry_size < layout.sizeof():
             raise self.source.fail(CORRUPT, f"{what} entries are {entry_size} bytes, too small")
         data = self.source.read(offset, count * entry_size, what, MAX_HEADER_TABLE)
-        if entry_size == layout.size:
-            rows: Any = layout.iter_unpack(data)
-        else:  # larger entries (allowed) carry fields this reader does not know
-            rows = (layout.unpack_from(data, start) for start in range(0, len(data), entry_size))
-        make = (ProgramHeader if program else SectionHeader)._make
-        pick = operator.itemgetter(*picks)
-        return [make(pick(row)) for row in rows]
+        return [data[i : i + entry_size] for i in range(0, len(data), entry_size)]
 
-    def _section_table(self) -> list[SectionHeader]:
+    def _section_table(self) -> list[bytes]:
         offset, count, size = self.header.e_shoff, self.header.e_shnum, self.header.e_shentsize
         if offset == 0:
             return []
-        what = "the section header table"
+        layout = self.layouts.Elf_Shdr
         if count == 0:
             # SHN_LORESERVE sections or more: the real count is in section 0's sh_size.
-            count = self._table(offset, 1, size, False, what)[0].sh_size
-        return self._table(offset, count, size, False, what)
+            first = self._raw_table(offset, 1, size, layout, "the section header table")[0]
+            count = layout.parse(first).sh_size
+        return self._raw_table(offset, count, size, layout, "the section header table")
 
-    def _program_table(self) -> list[ProgramHeader]:
+    def _program_table(self) -> list[bytes]:
         count = self.header.e_phnum
         if count == PN_XNUM:
             # PN_XNUM program headers or more: the real count is in section 0's sh_info.
             if not self.section_table:
                 raise self.source.fail(CORRUPT, "e_phnum is PN_XNUM but there is no section 0")
-            count = self.section_table[0].sh_info
-        return self._table(
+            count = self.layouts.Elf_Shdr.parse(self.section_table[0]).sh_info
+        return self._raw_table(
             self.header.e_phoff,
             count,
             self.header.e_phentsize,
-            True,
+            self.layouts.Elf_Phdr,
             "the program header table",
         )
 
-    def sections(self, type_name: str) -> list[SectionHeader]:
-        """Section headers of one type."""
+    def sections(self, type_name: str) -> list[Any]:
+        """Decoded section headers of one type; the rest are never decoded."""
         wanted = self.tags[type_name]
-        return [header for header in self.section_table if header.sh_type == wanted]
+        return [
+            self.layouts.Elf_Shdr.parse(raw)
+            for raw in self.section_table
+            if struct.unpack_from(self.order + "I", raw, 4)[0] == wanted
+        ]
 
-    def section(self, index: int) -> SectionHeader:
+    def section(self, index: int) -> Any:
         if not 0 <= index < len(self.section_table):
             raise self.source.fail(
                 CORRUPT, f"a section header links to section {index}, which does not exist"
             )
-        return self.section_table[index]
+        return self.layouts.Elf_Shdr.parse(self.section_table[index])
 
-    def segments(self, type_name: str) -> list[ProgramHeader]:
-        """Program headers of one type."""
-        wanted = self.tags[type_name]
-        return [header for header in self.program_table if header.p_type == wanted]
+    def segments(self, type_name: str) -> list[Any]:
+        """Decoded program headers of one type, decoded once per image.
+
+        Reading one library asks for PT_LOAD several times (bounds, then every address it
+        translates); pyelftools' parse of the same bytes each time was the check's hot spot.
+        """
+        cached = self._segments.get(type_name)
+        if cached is None:
+            wanted = self.tags[type_name]
+            cached = self._segments[type_name] = [
+                self.layouts.Elf_Phdr.parse(raw)
+                for raw in self.program_table
+                if struct.unpack_from(self.order + "I", raw, 0)[0] == wanted
+            ]
+        return cached
 
     def file_offset(self, address: int, size: int = 1) -> int | None:
         """The file offset of a virtual address, through the PT_LOAD segment that maps it."""
@@ -460,26 +375,29 @@ def _symbol_states(
     image: ElfImage, table: bytes, strings: bytes, dynamic: bool
 ) -> tuple[list[EntryState], list[str]]:
     """The states of the symbols named exactly like the entry, and the other names containing it."""
-    layout, picks = image.symbol_layout
-    entry_size = layout.size
+    layout = image.layouts.Elf_Sym
+    entry_size = layout.sizeof()
     states: list[EntryState] = []
     variants: list[str] = []
     for index, name in entries_naming(table, entry_size, image.little, strings, ENTRY_SYMBOL):
         if name != ENTRY_SYMBOL:
             variants.append(name)
             continue
-        info, other, shndx = operator.itemgetter(*picks)(layout.unpack_from(table, index * entry_size))
-        states.append(_state(Symbol(shndx, info >> 4, info & 0xF, other & 0x3), dynamic))
+        symbol = layout.parse(table[index * entry_size : (index + 1) * entry_size])
+        states.append(_state(symbol, dynamic))
     return states, variants
 
 
-def _state(symbol: Symbol, dynamic: bool) -> EntryState:
-    if symbol.st_shndx == SHN_UNDEF:
+def _state(symbol: Any, dynamic: bool) -> EntryState:
+    if symbol.st_shndx == "SHN_UNDEF":
         return "undefined"
-    visible = symbol.bind in VISIBLE_BINDINGS and symbol.visibility in VISIBLE_VISIBILITIES
+    visible = (
+        symbol.st_info.bind in VISIBLE_BINDINGS
+        and symbol.st_other.visibility in VISIBLE_VISIBILITIES
+    )
     if not (dynamic and visible):
         return "hidden"
-    return "exported" if symbol.type in FUNCTION_TYPES else "not-a-function"
+    return "exported" if symbol.st_info.type in FUNCTION_TYPES else "not-a-function"
 
 
 def _section_symbols(image: ElfImage, section_type: str) -> tuple[bytes, bytes] | None:
@@ -489,7 +407,7 @@ def _section_symbols(image: ElfImage, section_type: str) -> tuple[bytes, bytes] 
         return None
     section = found[0]
     strings = image.section(section.sh_link)
-    if strings.sh_type != image.tags["SHT_STRTAB"]:
+    if strings.sh_type != "SHT_STRTAB":
         raise image.source.fail(
             CORRUPT, f"the {section_type} section does not link to a string table"
         )
@@ -514,7 +432,7 @@ def _dynamic_symbols(image: ElfImage, dynamic: DynamicTable) -> tuple[bytes, byt
     if offset is None:
         raise image.source.fail(CORRUPT, "DT_SYMTAB points outside every loaded segment")
     count = _symbol_count(image, dynamic)
-    entry_size = image.symbol_layout[0].size
+    entry_size = image.layouts.Elf_Sym.sizeof()
     table = image.source.read(offset, count * entry_size, "the dynamic symbol table")
     return table, dynamic.string_table
 
