@@ -37,11 +37,14 @@ SERVER_KEYS = (
     "models",
     "assets",
 )
-#: Keys only StreamKit's build tooling reads; never copied into an installed manifest.
-BUILD_ONLY_KEYS = ("artifact", "accelerators", "extra_files", "repo")
+# Only these keys are copied into an installed manifest, so keys that only StreamKit's build
+# tooling reads (`artifact`, `artifact_<accelerator>`, `accelerators`, `extra_files`, `repo`)
+# never reach it.
+#: What the server's `PluginManifest` parse cannot do without (also a registry manifest's).
 REQUIRED_KEYS = ("id", "version", "node_kind", "kind", "entrypoint")
-_STRING_KEYS = ("id", "name", "version", "node_kind", "kind", "entrypoint", "description",
-                "license", "license_url", "homepage", "repository")
+#: Keys whose value the server parses as a string.
+STRING_KEYS = ("id", "name", "version", "node_kind", "kind", "entrypoint", "description",
+               "license", "license_url", "homepage", "repository")
 
 TEMPLATE_NAME = "plugin.yml.j2"
 
@@ -137,7 +140,7 @@ def validate_manifest(data: Mapping[str, Any], path: Path) -> None:
         if key not in data:
             hint = "add `version: \"X.Y.Z\"` or a [package] version in Cargo.toml" if key == "version" else None
             raise PackagingError("manifest-key-missing", f"has no `{key}`", path, hint=hint)
-    for key in _STRING_KEYS:
+    for key in STRING_KEYS:
         value = data.get(key)
         if value is not None and not isinstance(value, str):
             hint = None

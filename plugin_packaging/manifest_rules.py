@@ -21,6 +21,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from .errors import PackagingError
+from .manifest import REQUIRED_KEYS, STRING_KEYS
 from .names import (
     LIBRARY_EXTENSIONS,
     is_semver,
@@ -108,42 +109,18 @@ def read_manifest(path: Path, bundle: str | None) -> ManifestRead:
 
 
 def _load(path: Path) -> Any:
+    from .yamlio import load_json, load_yaml, read_text
+
+    text = read_text(path)  # capped at yamlio.MAX_MANIFEST_BYTES
     if path.name.endswith(".json"):
-        import json
-
-        from .yamlio import read_text
-
-        text = read_text(path)  # capped at yamlio.MAX_MANIFEST_BYTES
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PackagingError(
-                "manifest-invalid-json",
-                f"is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                path,
-            ) from None
-        except RecursionError:
-            raise PackagingError("manifest-too-deep", "nests too deeply to be a manifest", path) from None
-    from .yamlio import load_yaml, read_text
-
-    return load_yaml(read_text(path), path)
+        return load_json(text, path, code="manifest-invalid-json", what="a manifest")
+    return load_yaml(text, path)
 
 
 # --- what the server's parse refuses ------------------------------------------------------------
 
-_REQUIRED = ("id", "version", "node_kind", "kind", "entrypoint")
-_STRINGS = (
-    "id",
-    "name",
-    "version",
-    "node_kind",
-    "entrypoint",
-    "description",
-    "license",
-    "license_url",
-    "homepage",
-    "repository",
-)
+# `kind` has its own rule (`manifest-kind`), which also covers a value that is not a string.
+_STRINGS = tuple(key for key in STRING_KEYS if key != "kind")
 
 
 def _type_name(value: Any) -> str:
@@ -255,7 +232,7 @@ def _parse_problems(data: Mapping[str, Any], path: Path, bundle: str | None, out
         "kind": "add `kind: native`",
         "entrypoint": "add `entrypoint: <library file name>`",
     }
-    for key in _REQUIRED:
+    for key in REQUIRED_KEYS:
         if key not in data or data[key] is None:
             shape.missing(key, fixes[key])
     for key in _STRINGS:

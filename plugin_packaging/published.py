@@ -10,7 +10,6 @@ against one.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 
 from .errors import PackagingError
 from .registry import INDEX_FILE, MANIFEST_FILE, SIGNATURE_FILE
-from .yamlio import read_text
+from .yamlio import load_json, read_text
 
 #: The public key file StreamKit's registry carries (`[plugins].trusted_pubkeys` holds its key).
 PUBLIC_KEY_FILE = "streamkit.pub"
@@ -158,13 +157,10 @@ def _check_blocks(manifest: Mapping[str, Any], path: Path) -> None:
 
 def read_json(path: Path) -> Any:
     """A small JSON file, parsed; errors name the line."""
-    text = read_text(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PackagingError(
-            "registry-json-invalid",
-            f"is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-            path,
-            hint="restore the file from the published registry",
-        ) from None
+    return load_json(
+        read_text(path),
+        path,
+        code="registry-json-invalid",
+        what="a registry file",
+        hint="restore the file from the published registry",
+    )

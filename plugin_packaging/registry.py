@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plugin_packaging.errors import PackagingError
+from plugin_packaging.manifest import REQUIRED_KEYS
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -48,8 +49,6 @@ MANIFEST_KEYS = (
     "models",
     "assets",
 )
-# What the server's manifest parser cannot do without; the rest is for people and tooling.
-_REQUIRED_KEYS = ("id", "version", "node_kind", "kind", "entrypoint")
 
 _URL_PLACEHOLDERS = ("plugin_id", "version")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -128,7 +127,7 @@ def registry_manifest(
     latter is absent, as StreamKit's builder does. With `bundle=None` this is the
     `manifest.json` that goes inside the bundle itself.
     """
-    missing = [key for key in _REQUIRED_KEYS if manifest.get(key) in (None, "")]
+    missing = [key for key in REQUIRED_KEYS if manifest.get(key) in (None, "")]
     if missing:
         raise PackagingError(
             "registry-manifest-incomplete",

@@ -189,6 +189,21 @@ def _reader_error(exc: Any, text: str, path: Path) -> PackagingError:
     )
 
 
+def load_json(text: str, path: Path, *, code: str, what: str, hint: str | None = None) -> Any:
+    """`json.loads` for a small file people or tools wrote; errors name the line, and nesting
+    deep enough to exhaust the parser is refused as `what` ("a manifest", "a settings file")."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PackagingError(
+            code, f"is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path, hint=hint
+        ) from None
+    except RecursionError:
+        raise PackagingError(code, f"nests too deeply to be {what}", path, hint=hint) from None
+
+
 def load_yaml_file(path: Path) -> Any:
     """Read and parse one YAML file (see `read_text` and `load_yaml`)."""
     return load_yaml(read_text(path), path)

@@ -190,3 +190,19 @@ def test_yaml_entry_writes_what_the_pure_python_loader_alone_would_choose(value:
             assert written == text
             return
     raise AssertionError(f"yaml_entry wrote {written!r}, which PyYAML does not read back")
+
+
+def test_json_errors_name_the_line_and_deep_nesting_is_refused(tmp_path: Path) -> None:
+    from plugin_packaging.published import read_json
+
+    broken = tmp_path / "index.json"
+    broken.write_text('{\n  "plugins": [,]\n}\n')
+    with pytest.raises(PackagingError) as caught:
+        read_json(broken)
+    assert caught.value.code == "registry-json-invalid"
+    assert "line 2" in caught.value.message and caught.value.path == broken
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PackagingError) as caught:
+        read_json(deep)
+    assert caught.value.message == "nests too deeply to be a registry file"

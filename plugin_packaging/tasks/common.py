@@ -104,18 +104,11 @@ def _checked_project_file(root: Path) -> Path | None:
             continue  # invoke skips a missing (or dangling) file too
         except OSError:
             pass  # a symlink loop, no permission: read_text below says which
-        from ..yamlio import load_yaml, read_text
+        from ..yamlio import load_json, load_yaml, read_text
 
         text = read_text(path)
         if name.endswith(".json"):
-            import json
-
-            try:
-                data = json.loads(text)
-            except ValueError as exc:
-                raise PackagingError("bad-setting", f"is not valid JSON ({exc})", path) from None
-            except RecursionError:
-                raise PackagingError("bad-setting", "nests too deeply to be a settings file", path) from None
+            data = load_json(text, path, code="bad-setting", what="a settings file")
         else:
             data = load_yaml(text, path)
         if data is not None and not isinstance(data, dict):
