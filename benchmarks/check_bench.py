@@ -58,7 +58,9 @@ license: MIT
 MiB = 1024 * 1024
 
 
-def build_library(work: Path, name: str, kind: str, *, blob_bytes: int = 0, functions: int = 0) -> Path:
+def build_library(
+    work: Path, name: str, kind: str, *, blob_bytes: int = 0, functions: int = 0
+) -> Path:
     """Compile one plugin library; `blob_bytes` of read-only data and `functions` exported functions."""
     work.mkdir(parents=True, exist_ok=True)
     source = work / f"{name}.c"
@@ -72,7 +74,10 @@ def build_library(work: Path, name: str, kind: str, *, blob_bytes: int = 0, func
     if functions:
         header = work / "functions.h"
         header.write_text(
-            "".join(f"int exported_function_{i}(int x) {{ return x + {i}; }}\n" for i in range(functions))
+            "".join(
+                f"int exported_function_{i}(int x) {{ return x + {i}; }}\n"
+                for i in range(functions)
+            )
         )
         flags += ["-DFUNCTIONS", f"-I{work}"]
     command = ["cc", "-shared", "-fPIC", "-O1", *flags, "-o", str(work / name), str(source)]
@@ -85,7 +90,9 @@ def make_bundle(native: Path, plugin_id: str, library: Path, kind: str, n: int) 
     bundle.mkdir(parents=True)
     shutil.copyfile(library, bundle / library.name)
     os.chmod(bundle / library.name, 0o755)
-    (bundle / "plugin.yml").write_text(MANIFEST.format(id=plugin_id, n=n, kind=kind, library=library.name))
+    (bundle / "plugin.yml").write_text(
+        MANIFEST.format(id=plugin_id, n=n, kind=kind, library=library.name)
+    )
 
 
 def build_trees(base: Path) -> tuple[Path, Path]:
@@ -99,7 +106,11 @@ def build_trees(base: Path) -> tuple[Path, Path]:
     sizes = [150, 120, 90, 60, 40, 30, 20, 10, 8, 6, 4, 3, 2, 1, 1, 0]
     for n, size in enumerate(sizes):
         library = build_library(
-            work / f"sized-{n}", f"libsized_{n}.so", f"sized_{n}", blob_bytes=size * MiB, functions=3000
+            work / f"sized-{n}",
+            f"libsized_{n}.so",
+            f"sized_{n}",
+            blob_bytes=size * MiB,
+            functions=3000,
         )
         make_bundle(sized / "native", f"sized-{n}", library, f"sized_{n}", n)
     return many, sized
@@ -120,8 +131,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=7)
     options = parser.parse_args(argv)
 
-    from plugin_packaging.check import check_plugins_dir
-    from plugin_packaging.dynlinks import read_ldconfig_cache
+    from plugin_packaging.binary.dynlinks import read_ldconfig_cache
+    from plugin_packaging.check.run import check_plugins_dir
 
     base = options.keep or Path(tempfile.mkdtemp(prefix="check-bench-"))
     try:
@@ -151,13 +162,18 @@ def main(argv: list[str]) -> int:
         for label, function, budget in rows:
             seconds = median_seconds(function, options.runs)
             verdict = (
-                "" if budget is None else ("  ok" if seconds < budget else f"  OVER the {budget} s budget")
+                ""
+                if budget is None
+                else ("  ok" if seconds < budget else f"  OVER the {budget} s budget")
             )
             print(f"{label:<50} {seconds * 1000:8.1f} ms (median of {options.runs}){verdict}")
 
         command = [str(Path(sys.executable).parent / "plugin-packaging"), "check-plugins-native"]
-        for label, tree in (("command line, 200 bundles", many), ("command line, StreamKit-sized", sized)):
-            cli = command + ["--root", str(tree.parent)]
+        for label, tree in (
+            ("command line, 200 bundles", many),
+            ("command line, StreamKit-sized", sized),
+        ):
+            cli = [*command, "--root", str(tree.parent)]
             seconds = median_seconds(
                 lambda cli=cli: subprocess.run(cli, capture_output=True, check=False),
                 max(3, options.runs // 2),

@@ -24,7 +24,12 @@ def main(dest: str, libraries: list[str]) -> None:
     os.makedirs(dest, exist_ok=True)
     largest_first = sorted(libraries, key=os.path.getsize, reverse=True)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda path: shutil.copyfile(path, os.path.join(dest, os.path.basename(path))), largest_first))
+        list(
+            pool.map(
+                lambda path: shutil.copyfile(path, os.path.join(dest, os.path.basename(path))),
+                largest_first,
+            )
+        )
 
 
 if __name__ == "__main__":

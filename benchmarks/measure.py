@@ -18,9 +18,9 @@ import os
 import statistics
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 _LAUNCHER_SOURCE = r"""
 #include <stdio.h>
@@ -126,7 +126,11 @@ class Runner:
     def __init__(self, workdir: Path) -> None:
         self.launcher = workdir / "launch"
         source = workdir / "launch.c"
-        if not self.launcher.exists() or not source.exists() or source.read_text() != _LAUNCHER_SOURCE:
+        if (
+            not self.launcher.exists()
+            or not source.exists()
+            or source.read_text() != _LAUNCHER_SOURCE
+        ):
             source.write_text(_LAUNCHER_SOURCE)
             subprocess.run(["cc", "-O2", "-o", str(self.launcher), str(source)], check=True)
 
@@ -134,17 +138,25 @@ class Runner:
         """Run the command once; raise `CommandFailed` with its output when it fails."""
         with tempfile.TemporaryFile() as output, tempfile.NamedTemporaryFile("r") as result:
             code = subprocess.run(
-                [str(self.launcher), result.name, *series.argv], cwd=series.cwd, env=series.env,
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                [str(self.launcher), result.name, *series.argv],
+                cwd=series.cwd,
+                env=series.env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
             ).returncode
             if code != 0:
                 output.seek(0)
                 text = output.read().decode("utf-8", "replace")
-                raise CommandFailed(f"`{' '.join(series.argv)}` (in {series.cwd}) exited with {code}:\n{text}")
+                raise CommandFailed(
+                    f"`{' '.join(series.argv)}` (in {series.cwd}) exited with {code}:\n{text}"
+                )
             seconds, peak_kib, cpu = result.read().split()
         return Sample(float(seconds), int(peak_kib) * 1024, float(cpu))  # ru_maxrss is in KiB
 
-    def measure(self, series: Sequence[Series], runs: int, *, warmup: int = 1) -> list[SeriesResult]:
+    def measure(
+        self, series: Sequence[Series], runs: int, *, warmup: int = 1
+    ) -> list[SeriesResult]:
         """Run every series `runs` times, alternating; the first `warmup` rounds are not kept.
 
         The order rotates every round (A B C, B C A, C A B...), so no series always runs right

@@ -27,14 +27,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # trees.py and measure.py
 
-from measure import Runner, Series, SeriesResult, python_environment  # noqa: E402
-from trees import STREAMKIT_PLUGINS, Tree, build_tree, wide_plugins  # noqa: E402
+from measure import Runner, Series, SeriesResult, python_environment
+from trees import STREAMKIT_PLUGINS, Tree, build_tree, wide_plugins
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
@@ -131,8 +131,12 @@ class Bench:
         self.executable = str(executable)
         self.python = str(_python_of(executable))
         self.runs = runs
-        print(f"building the benchmark trees in {workdir} (reused when already built)...", flush=True)
-        self.streamkit = build_tree("streamkit", workdir / "streamkit", STREAMKIT_PLUGINS, rebuild=rebuild)
+        print(
+            f"building the benchmark trees in {workdir} (reused when already built)...", flush=True
+        )
+        self.streamkit = build_tree(
+            "streamkit", workdir / "streamkit", STREAMKIT_PLUGINS, rebuild=rebuild
+        )
         self.wide = build_tree("wide", workdir / "wide", wide_plugins(), rebuild=rebuild)
         self.scratch = workdir / "scratch"
         self.scratch.mkdir(exist_ok=True)
@@ -141,11 +145,18 @@ class Bench:
         self.tasks = self._task_names()
 
     def _task_names(self) -> set[str]:
-        listing = subprocess.run([self.executable, "--list"], capture_output=True, text=True, check=True,
-                                 env=self.env).stdout
-        return {line.split()[0] for line in listing.splitlines() if line.startswith("  ") and line.split()}
+        listing = subprocess.run(
+            [self.executable, "--list"], capture_output=True, text=True, check=True, env=self.env
+        ).stdout
+        return {
+            line.split()[0]
+            for line in listing.splitlines()
+            if line.startswith("  ") and line.split()
+        }
 
-    def tool(self, label: str, args: Sequence[str], cwd: Path, prepare: Callable[[], None] = sync) -> Series:
+    def tool(
+        self, label: str, args: Sequence[str], cwd: Path, prepare: Callable[[], None] = sync
+    ) -> Series:
         """A series running `plugin-packaging ARGS`."""
         return Series(label, [self.executable, *args], cwd, prepare, self.env)
 
@@ -160,7 +171,9 @@ class Bench:
 
     def set_up(self, *args: str, cwd: Path) -> None:
         """Run the tool untimed, to put a tree in the state a figure starts from."""
-        subprocess.run([self.executable, *args], cwd=cwd, env=self.env, check=True, capture_output=True)
+        subprocess.run(
+            [self.executable, *args], cwd=cwd, env=self.env, check=True, capture_output=True
+        )
 
     def run(self, series: Sequence[Series]) -> list[SeriesResult]:
         return self.runner.measure(series, self.runs)
@@ -168,48 +181,88 @@ class Bench:
     # Copying -----------------------------------------------------------------------------------
 
     def install_first(self, tree: Tree) -> Figure:
-        ours, theirs, floor = (tree.root / name for name in (".plugins", ".plugins-recipe", ".plugins-floor"))
+        ours, theirs, floor = (
+            tree.root / name for name in (".plugins", ".plugins-recipe", ".plugins-floor")
+        )
         libraries = [str(tree.root / spec.artifact) for spec in tree.plugins]
-        results = self.run([
-            self.tool("tool", ["copy-plugins-native"], tree.root, remove_and_sync(ours)),
-            self.recipe(tree, remove_and_sync(theirs)),
-            self.tool("tool --no-check", ["copy-plugins-native", "--no-check"], tree.root, remove_and_sync(ours)),
-            Series("floor", [self.python, str(HERE / "floor.py"), str(floor), *libraries], tree.root,
-                   remove_and_sync(floor), self.env),
-        ])
+        results = self.run(
+            [
+                self.tool("tool", ["copy-plugins-native"], tree.root, remove_and_sync(ours)),
+                self.recipe(tree, remove_and_sync(theirs)),
+                self.tool(
+                    "tool --no-check",
+                    ["copy-plugins-native", "--no-check"],
+                    tree.root,
+                    remove_and_sync(ours),
+                ),
+                Series(
+                    "floor",
+                    [self.python, str(HERE / "floor.py"), str(floor), *libraries],
+                    tree.root,
+                    remove_and_sync(floor),
+                    self.env,
+                ),
+            ]
+        )
         target = Target("<= 1.5x the recipe", lambda m: m["tool"] <= 1.5 * m["recipe"])
-        return Figure(f"copy-plugins-native, first install ({tree.name})", results, target,
-                      "post-install check included")
+        return Figure(
+            f"copy-plugins-native, first install ({tree.name})",
+            results,
+            target,
+            "post-install check included",
+        )
 
     def install_noop(self, tree: Tree) -> Figure:
         self._installed(tree)
-        results = self.run([
-            self.tool("tool", ["copy-plugins-native"], tree.root),
-            self.recipe(tree),
-            self.tool("tool --no-check", ["copy-plugins-native", "--no-check"], tree.root),
-        ])
+        results = self.run(
+            [
+                self.tool("tool", ["copy-plugins-native"], tree.root),
+                self.recipe(tree),
+                self.tool("tool --no-check", ["copy-plugins-native", "--no-check"], tree.root),
+            ]
+        )
         target = Target("<= 0.75x the recipe's re-run", lambda m: m["tool"] <= 0.75 * m["recipe"])
-        return Figure(f"copy-plugins-native, nothing changed ({tree.name})", results, target,
-                      "the recipe's re-run copies everything again")
+        return Figure(
+            f"copy-plugins-native, nothing changed ({tree.name})",
+            results,
+            target,
+            "the recipe's re-run copies everything again",
+        )
 
     def install_one_rebuilt(self, tree: Tree, plugin_id: str) -> Figure:
         self._installed(tree)
         library = tree.library(plugin_id)
         old_copy = self.scratch / "one-library" / library.name
-        results = self.run([
-            self.tool("tool", ["copy-plugins-native"], tree.root, relink(library)),
-            self.recipe(tree),
-            self.tool("tool --no-check", ["copy-plugins-native", "--no-check"], tree.root, relink(library)),
-            # The two parts of the target, measured in the same rounds: a run with nothing to
-            # do (every relink above is installed by the run right after it), and `cp` replacing
-            # an older copy of the library.
-            self.tool("no-op", ["copy-plugins-native"], tree.root),
-            Series("cp one", ["cp", str(library), str(old_copy)], tree.root, _old_copy_of(library, old_copy)),
-        ])
+        results = self.run(
+            [
+                self.tool("tool", ["copy-plugins-native"], tree.root, relink(library)),
+                self.recipe(tree),
+                self.tool(
+                    "tool --no-check",
+                    ["copy-plugins-native", "--no-check"],
+                    tree.root,
+                    relink(library),
+                ),
+                # The two parts of the target, measured in the same rounds: a run with nothing to
+                # do (every relink above is installed by the run right after it), and `cp` replacing
+                # an older copy of the library.
+                self.tool("no-op", ["copy-plugins-native"], tree.root),
+                Series(
+                    "cp one",
+                    ["cp", str(library), str(old_copy)],
+                    tree.root,
+                    _old_copy_of(library, old_copy),
+                ),
+            ]
+        )
         target = Target("<= no-op + cp one", lambda m: m["tool"] <= m["no-op"] + m["cp one"])
         size = library.stat().st_size / MIB
-        return Figure(f"copy-plugins-native, {plugin_id} rebuilt ({tree.name})", results, target,
-                      f"{plugin_id} is {size:.0f} MiB")
+        return Figure(
+            f"copy-plugins-native, {plugin_id} rebuilt ({tree.name})",
+            results,
+            target,
+            f"{plugin_id} is {size:.0f} MiB",
+        )
 
     def _installed(self, tree: Tree) -> None:
         """Both copies in place, so that a re-run finds them."""
@@ -220,13 +273,19 @@ class Bench:
 
     def check(self, tree: Tree, limit: float) -> Figure:
         self._installed(tree)
-        results = self.run([
-            self.tool("tool", ["check-plugins-native", "--root", str(tree.root)], tree.root),
-            self.interpreter(),
-        ])
+        results = self.run(
+            [
+                self.tool("tool", ["check-plugins-native", "--root", str(tree.root)], tree.root),
+                self.interpreter(),
+            ]
+        )
         target = Target(f"< {limit:g} s", lambda m: m["tool"] < limit)
-        return Figure(f"check-plugins-native ({tree.name})", results, target,
-                      "baseline: the interpreter starting and exiting")
+        return Figure(
+            f"check-plugins-native ({tree.name})",
+            results,
+            target,
+            "baseline: the interpreter starting and exiting",
+        )
 
     def package(self, tree: Tree, level: int) -> Figure:
         self._installed(tree)
@@ -234,18 +293,26 @@ class Bench:
         theirs = self.scratch / "bundles-tar"
         script = self._tar_script(tree, theirs, level)
         package = ["package-plugins-native", "--root", str(tree.root), "--out", str(ours)]
-        results = self.run([
-            self.tool("tool", package, tree.root, remove_and_sync(ours)),
-            Series("tar --zstd", ["bash", str(script)], tree.root, remove_and_sync(theirs)),
-        ])
+        results = self.run(
+            [
+                self.tool("tool", package, tree.root, remove_and_sync(ours)),
+                Series("tar --zstd", ["bash", str(script)], tree.root, remove_and_sync(theirs)),
+            ]
+        )
         first = _digests(ours)
         remove_and_sync(ours)()
         self.set_up(*package, cwd=tree.root)
         reproducible = first == _digests(ours) and bool(first)
-        target = Target("<= tar --zstd at the same level, reproducible",
-                        lambda m: m["tool"] <= m["tar --zstd"] and reproducible)
-        return Figure(f"package-plugins-native ({tree.name})", results, target,
-                      f"zstd level {level}; two runs give identical archives: {'yes' if reproducible else 'NO'}")
+        target = Target(
+            "<= tar --zstd at the same level, reproducible",
+            lambda m: m["tool"] <= m["tar --zstd"] and reproducible,
+        )
+        return Figure(
+            f"package-plugins-native ({tree.name})",
+            results,
+            target,
+            f"zstd level {level}; two runs give identical archives: {'yes' if reproducible else 'NO'}",
+        )
 
     def _tar_script(self, tree: Tree, dest: Path, level: int) -> Path:
         """One reproducible `tar --zstd` per installed bundle, as StreamKit's builder runs it."""
@@ -253,7 +320,7 @@ class Bench:
         lines = ["set -euo pipefail", f'mkdir -p "{dest}"']
         for spec in tree.plugins:
             lines.append(
-                f'tar --sort=name --mtime=@315532800 --owner=0 --group=0 --numeric-owner '
+                f"tar --sort=name --mtime=@315532800 --owner=0 --group=0 --numeric-owner "
                 f'-I "zstd -{level}" -cf "{dest}/{spec.id}-{spec.version}-bundle.tar.zst" '
                 f'-C "{native / spec.id}" .'
             )
@@ -265,18 +332,29 @@ class Bench:
 
     def listing(self) -> Figure:
         results = self.run([self.tool("tool", ["--list"], self.scratch), self.interpreter()])
-        return Figure("plugin-packaging --list", results, Target("< 0.2 s", lambda m: m["tool"] < 0.2),
-                      "baseline: the interpreter starting and exiting")
+        return Figure(
+            "plugin-packaging --list",
+            results,
+            Target("< 0.2 s", lambda m: m["tool"] < 0.2),
+            "baseline: the interpreter starting and exiting",
+        )
 
     def startup(self) -> Figure:
         """Where start-up goes: the interpreter, invoke alone, and what each task imports."""
-        results = self.run([
-            self.interpreter("python"),
-            self.interpreter("import invoke", "import invoke"),
-            self.interpreter("+ yaml, jinja2", "import invoke, yaml, jinja2"),
-            self.interpreter("cli module", "import plugin_packaging.cli"),
-        ])
-        return Figure("start-up (python -c ...)", results, None, "what each command pays before doing anything")
+        results = self.run(
+            [
+                self.interpreter("python"),
+                self.interpreter("import invoke", "import invoke"),
+                self.interpreter("+ yaml, jinja2", "import invoke, yaml, jinja2"),
+                self.interpreter("cli module", "import plugin_packaging.cli"),
+            ]
+        )
+        return Figure(
+            "start-up (python -c ...)",
+            results,
+            None,
+            "what each command pays before doing anything",
+        )
 
 
 def _old_copy_of(library: Path, copy: Path) -> Callable[[], None]:
@@ -333,7 +411,9 @@ def render(figure: Figure) -> list[str]:
     verdict = ""
     if figure.target is not None:
         verdict = f"target {figure.target.text}: {'met' if figure.target.met(figure.medians) else 'MISSED'}"
-    ratio = f"ratio {figure.ratio:.2f}x {figure.results[1].label}" if figure.ratio is not None else ""
+    ratio = (
+        f"ratio {figure.ratio:.2f}x {figure.results[1].label}" if figure.ratio is not None else ""
+    )
     lines.append("    " + "   ".join(part for part in (ratio, verdict) if part))
     return lines
 
@@ -363,42 +443,84 @@ def as_json(figure: Figure) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=9, help="timed runs per command (default 9)")
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "plugin-packaging-benchmarks",
-                        help="where the trees are built and kept between runs")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the trees even when they exist")
-    parser.add_argument("--tool", type=Path, default=Path(sys.executable).parent / "plugin-packaging",
-                        help="the plugin-packaging executable to measure")
-    parser.add_argument("--only", action="append", default=[],
-                        help="run only figures whose name contains this text (repeatable)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "plugin-packaging-benchmarks",
+        help="where the trees are built and kept between runs",
+    )
+    parser.add_argument(
+        "--rebuild", action="store_true", help="rebuild the trees even when they exist"
+    )
+    parser.add_argument(
+        "--tool",
+        type=Path,
+        default=Path(sys.executable).parent / "plugin-packaging",
+        help="the plugin-packaging executable to measure",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only figures whose name contains this text (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--level", type=int, default=3, help="zstd level of the package figure (default 3)")
+    parser.add_argument(
+        "--level", type=int, default=3, help="zstd level of the package figure (default 3)"
+    )
     args = parser.parse_args(argv)
     if not args.tool.exists():
-        parser.error(f"{args.tool} does not exist; install the project (pip install -e .) or pass --tool")
+        parser.error(
+            f"{args.tool} does not exist; install the project (pip install -e .) or pass --tool"
+        )
 
     bench = Bench(args.tool, args.workdir.resolve(), args.runs, args.rebuild)
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}, "
-          f"load average {_load()} (other work on the machine inflates every figure; ratios suffer less)")
-    print(f"streamkit tree: {len(bench.streamkit.plugins)} plugins, {bench.streamkit.total_size / MIB:.0f} MiB; "
-          f"wide tree: {len(bench.wide.plugins)} plugins, {bench.wide.total_size / MIB:.0f} MiB; "
-          f"{args.runs} runs each, medians\n", flush=True)
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"load average {_load()} (other work on the machine inflates every figure; ratios suffer less)"
+    )
+    print(
+        f"streamkit tree: {len(bench.streamkit.plugins)} plugins, {bench.streamkit.total_size / MIB:.0f} MiB; "
+        f"wide tree: {len(bench.wide.plugins)} plugins, {bench.wide.total_size / MIB:.0f} MiB; "
+        f"{args.runs} runs each, medians\n",
+        flush=True,
+    )
 
     def wanted(name: str) -> bool:
         return not args.only or any(text in name for text in args.only)
 
     plan: list[tuple[str, Callable[[], Figure]]] = []
     for tree in (bench.streamkit, bench.wide):
-        plan.append((f"copy-plugins-native, first install ({tree.name})", lambda t=tree: bench.install_first(t)))
-        plan.append((f"copy-plugins-native, nothing changed ({tree.name})", lambda t=tree: bench.install_noop(t)))
-    plan.append((f"copy-plugins-native, {REBUILT_PLUGIN} rebuilt (streamkit)",
-                 lambda: bench.install_one_rebuilt(bench.streamkit, REBUILT_PLUGIN)))
+        plan.append(
+            (
+                f"copy-plugins-native, first install ({tree.name})",
+                lambda t=tree: bench.install_first(t),
+            )
+        )
+        plan.append(
+            (
+                f"copy-plugins-native, nothing changed ({tree.name})",
+                lambda t=tree: bench.install_noop(t),
+            )
+        )
+    plan.append(
+        (
+            f"copy-plugins-native, {REBUILT_PLUGIN} rebuilt (streamkit)",
+            lambda: bench.install_one_rebuilt(bench.streamkit, REBUILT_PLUGIN),
+        )
+    )
     if "check-plugins-native" in bench.tasks:
         plan.append(("check-plugins-native (streamkit)", lambda: bench.check(bench.streamkit, 0.4)))
         plan.append(("check-plugins-native (wide)", lambda: bench.check(bench.wide, 1.0)))
     else:
         print("check-plugins-native: no such task yet, not measured\n")
     if "package-plugins-native" in bench.tasks:
-        plan.append(("package-plugins-native (streamkit)", lambda: bench.package(bench.streamkit, args.level)))
+        plan.append(
+            (
+                "package-plugins-native (streamkit)",
+                lambda: bench.package(bench.streamkit, args.level),
+            )
+        )
     else:
         print("package-plugins-native: no such task yet, not measured\n")
     plan.append(("plugin-packaging --list", bench.listing))

@@ -81,14 +81,23 @@ def _mib(value: float) -> int:
 STREAMKIT_PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("aac-encoder", "aac_encoder", "aac_encoder", "0.1.0", _mib(1)),
     PluginSpec(
-        "gain-native", "gain", "gain_plugin_native", "0.1.0", _mib(0.3),
-        target_dir="examples/plugins/gain-native/target", has_manifest=False,
+        "gain-native",
+        "gain",
+        "gain_plugin_native",
+        "0.1.0",
+        _mib(0.3),
+        target_dir="examples/plugins/gain-native/target",
+        has_manifest=False,
     ),
     PluginSpec("helsinki", "helsinki", "helsinki", "0.2.0", _mib(8)),
     PluginSpec("kokoro", "kokoro", "kokoro", "0.3.0", _mib(16)),
     PluginSpec("matcha", "matcha", "matcha", "0.1.2", _mib(7)),
     PluginSpec(
-        "moonshine", "moonshine", "moonshine", "0.1.0", _mib(5),
+        "moonshine",
+        "moonshine",
+        "moonshine",
+        "0.1.0",
+        _mib(5),
         target_dir="plugins/native/moonshine/target",
     ),
     PluginSpec("nllb", "nllb", "nllb", "0.2.1", _mib(10)),
@@ -98,7 +107,11 @@ STREAMKIT_PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("sensevoice", "sensevoice", "sensevoice", "0.1.0", _mib(10)),
     PluginSpec("servo", "servo", "servo_web", "0.2.0", _mib(150)),
     PluginSpec(
-        "slint", "slint", "slint", "0.2.0", _mib(30),
+        "slint",
+        "slint",
+        "slint",
+        "0.2.0",
+        _mib(30),
         extra_yaml=(
             "assets:\n"
             "  - type_id: slint-ui\n"
@@ -110,7 +123,11 @@ STREAMKIT_PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("supertonic", "supertonic", "supertonic", "0.1.0", _mib(6)),
     PluginSpec("vad", "vad", "vad", "0.2.0", _mib(3)),
     PluginSpec(
-        "whisper", "whisper", "whisper", "0.3.0", _mib(24),
+        "whisper",
+        "whisper",
+        "whisper",
+        "0.3.0",
+        _mib(24),
         extra_yaml="accelerators: [cpu, cuda]\n",
     ),
 )
@@ -120,7 +137,10 @@ def wide_plugins(count: int = 200) -> tuple[PluginSpec, ...]:
     """`count` small plugins of 64 KiB to 512 KiB: many bundles, few bytes."""
     return tuple(
         PluginSpec(
-            f"wide-{index:03d}", f"wide_{index:03d}", f"wide_{index:03d}", "1.0.0",
+            f"wide-{index:03d}",
+            f"wide_{index:03d}",
+            f"wide_{index:03d}",
+            "1.0.0",
             (64 + 64 * (index % 8)) * 1024,
         )
         for index in range(count)
@@ -144,11 +164,16 @@ class Tree:
         return self.root / spec.artifact
 
 
-def build_tree(name: str, root: Path, plugins: tuple[PluginSpec, ...], *, rebuild: bool = False) -> Tree:
+def build_tree(
+    name: str, root: Path, plugins: tuple[PluginSpec, ...], *, rebuild: bool = False
+) -> Tree:
     """Build (or reuse) the checkout at `root`; libraries are compiled in parallel."""
     tree = Tree(name, root, plugins)
-    wanted = {"format": TREE_FORMAT, "plugins": [[p.id, p.size] for p in plugins],
-              "source": PLUGIN_C_SOURCE.stat().st_mtime_ns}
+    wanted = {
+        "format": TREE_FORMAT,
+        "plugins": [[p.id, p.size] for p in plugins],
+        "source": PLUGIN_C_SOURCE.stat().st_mtime_ns,
+    }
     stamp = root / STAMP
     if not rebuild and stamp.is_file() and json.loads(stamp.read_text()) == wanted:
         return tree
@@ -159,9 +184,13 @@ def build_tree(name: str, root: Path, plugins: tuple[PluginSpec, ...], *, rebuil
         _write_sources(root, spec)
     common = root / "plugins" / "native" / "common"
     common.mkdir(parents=True, exist_ok=True)
-    (common / "Cargo.toml").write_text('[package]\nname = "streamkit-plugin-common"\nversion = "0.1.0"\n')
-    with tempfile.TemporaryDirectory(prefix="bench-build-") as scratch, \
-            ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    (common / "Cargo.toml").write_text(
+        '[package]\nname = "streamkit-plugin-common"\nversion = "0.1.0"\n'
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-build-") as scratch,
+        ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool,
+    ):
         list(pool.map(lambda spec: _build_library(root, spec, Path(scratch)), plugins))
     write_recipe(root, plugins)
     stamp.write_text(json.dumps(wanted))
@@ -188,8 +217,7 @@ def _write_sources(root: Path, spec: PluginSpec) -> None:
             f"artifact: {spec.artifact}\n"
             f"description: {spec.id} plugin for the benchmarks\n"
             "license: MPL-2.0\n"
-            "repo: https://github.com/streamer45/streamkit\n"
-            + spec.extra_yaml
+            "repo: https://github.com/streamer45/streamkit\n" + spec.extra_yaml
         )
 
 
@@ -208,8 +236,17 @@ def _build_library(root: Path, spec: PluginSpec, scratch: Path) -> None:
         '.section .note.GNU-stack,"",@progbits\n'
     )
     subprocess.run(
-        ["cc", "-shared", "-fPIC", "-O2", f'-DPLUGIN_KIND="{spec.node_kind}"',
-         "-o", str(release / spec.library), str(PLUGIN_C_SOURCE), str(assembly)],
+        [
+            "cc",
+            "-shared",
+            "-fPIC",
+            "-O2",
+            f'-DPLUGIN_KIND="{spec.node_kind}"',
+            "-o",
+            str(release / spec.library),
+            str(PLUGIN_C_SOURCE),
+            str(assembly),
+        ],
         check=True,
     )
     filler.unlink()
@@ -234,7 +271,7 @@ def write_filler(path: Path, size: int, *, seed: str) -> None:
             data = bytearray(generator.randbytes(length).translate(skew))
             # Alignment padding and zeroed tables: one zero run of a few KiB per chunk.
             start = generator.randrange(0, max(1, length - 8192))
-            data[start:start + 4096] = bytes(min(4096, length - start))
+            data[start : start + 4096] = bytes(min(4096, length - start))
             handle.write(data)
             remaining -= length
 

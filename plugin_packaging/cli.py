@@ -27,8 +27,8 @@ try:
     from invoke import Config, Exit, Program
     from invoke.exceptions import UncastableEnvVar
 
-    from . import __version__
-    from .tasks import ns
+    from plugin_packaging import __version__
+    from plugin_packaging.tasks import ns
 finally:
     gc.freeze()
     if _collecting:

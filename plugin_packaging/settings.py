@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import platform as _host
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from .errors import PackagingError
-from .names import PLATFORMS, Platform
+from plugin_packaging.contract import PLATFORMS, Platform
+from plugin_packaging.errors import PackagingError
 
 #: The settings namespace in invoke's config: `plugins.<key>` in invoke.yaml,
 #: `INVOKE_PLUGINS_<KEY>` in the environment.
@@ -133,7 +134,7 @@ class Settings:
         return self.plugins_dir / ".plugin-packaging"
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None, **flags: Any) -> "Settings":
+    def from_config(cls, config: Mapping[str, Any] | None, **flags: Any) -> Settings:
         """Merge defaults, the `plugins` config namespace and flags (a flag of None is unset)."""
         merged: dict[str, Any] = dict(DEFAULTS)
         merged["extras"] = dict(DEFAULTS["extras"])
@@ -149,7 +150,7 @@ class Settings:
         return cls._validated(merged)
 
     @classmethod
-    def _validated(cls, values: Mapping[str, Any]) -> "Settings":
+    def _validated(cls, values: Mapping[str, Any]) -> Settings:
         root = Path(str(values["root"])).expanduser()
         if not root.is_dir():
             raise PackagingError(
@@ -178,21 +179,29 @@ class Settings:
         # `gain-native: {enabled: false}` in invoke.yaml turns a default extra off (invoke's
         # config merge cannot replace a mapping with null).
         extras = {
-            k: {key: value for key, value in v.items() if key != "enabled"} if isinstance(v, Mapping) else v
+            k: {key: value for key, value in v.items() if key != "enabled"}
+            if isinstance(v, Mapping)
+            else v
             for k, v in extras.items()
             if v is not None and not (isinstance(v, Mapping) and v.get("enabled") is False)
         }
         jobs = values.get("jobs", 4)
         if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-            raise PackagingError("bad-setting", f"plugins.jobs must be a positive integer, not {jobs!r}")
+            raise PackagingError(
+                "bad-setting", f"plugins.jobs must be a positive integer, not {jobs!r}"
+            )
         rules = values.get("rules") or {}
         if not isinstance(rules, Mapping):
-            raise PackagingError("bad-setting", "plugins.rules must map rule codes to a severity or 'ignore'")
+            raise PackagingError(
+                "bad-setting", "plugins.rules must map rule codes to a severity or 'ignore'"
+            )
         template = values.get("template")
         build_commands = _build_commands(values.get("build_commands"))
         cargo_args = _argument_list(values.get("cargo_args"), "plugins.cargo_args")
         limits = {
-            key: _positive_int(default if values.get(key) is None else values[key], f"plugins.{key}")
+            key: _positive_int(
+                default if values.get(key) is None else values[key], f"plugins.{key}"
+            )
             for key, default in _BUNDLE_LIMITS.items()
         }
         return cls(
@@ -210,12 +219,16 @@ class Settings:
             build_commands=build_commands,
             cargo_args=cargo_args,
             dist_dir=root / Path(str(values.get("dist_dir") or "dist")),
-            bundle_url_template=str(values.get("bundle_url_template") or DEFAULTS["bundle_url_template"]),
+            bundle_url_template=str(
+                values.get("bundle_url_template") or DEFAULTS["bundle_url_template"]
+            ),
             registry_base_url=str(values.get("registry_base_url") or DEFAULTS["registry_base_url"]),
             existing_registry=_optional_path(root, values.get("existing_registry")),
             signing_key=_optional_path(root, values.get("signing_key")),
             public_key=_optional_path(root, values.get("public_key")),
-            signing_password_env=str(values.get("signing_password_env") or DEFAULTS["signing_password_env"]),
+            signing_password_env=str(
+                values.get("signing_password_env") or DEFAULTS["signing_password_env"]
+            ),
             accelerators=_argument_list(values.get("accelerators"), "plugins.accelerators"),
             published_at=str(values["published_at"]) if values.get("published_at") else None,
             **limits,
@@ -235,7 +248,13 @@ def _source_patterns(value: Any) -> tuple[str, ...]:
         )
     for pattern in patterns:
         parts = pattern.replace("\\", "/").split("/")
-        if not pattern or pattern.startswith(("/", "\\", "~")) or ":" in parts[0] or ".." in parts or "\0" in pattern:
+        if (
+            not pattern
+            or pattern.startswith(("/", "\\", "~"))
+            or ":" in parts[0]
+            or ".." in parts
+            or "\0" in pattern
+        ):
             raise PackagingError(
                 "bad-setting",
                 f"plugins.source_patterns entry {pattern!r} must be a pattern relative to the root, "
@@ -271,7 +290,9 @@ def _argument_list(value: Any, key: str) -> tuple[str, ...]:
         try:
             return tuple(shlex.split(value))
         except ValueError as exc:
-            raise PackagingError("bad-setting", f"{key} cannot be split into arguments: {exc}") from None
+            raise PackagingError(
+                "bad-setting", f"{key} cannot be split into arguments: {exc}"
+            ) from None
     if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
         return tuple(value)
     raise PackagingError(
@@ -297,7 +318,11 @@ def _build_commands(value: Any) -> dict[str, str | tuple[str, ...]]:
             continue  # `id: null` in invoke.yaml removes a command set elsewhere
         if isinstance(command, str) and command.strip():
             commands[str(plugin_id)] = command
-        elif isinstance(command, (list, tuple)) and command and all(isinstance(a, str) for a in command):
+        elif (
+            isinstance(command, (list, tuple))
+            and command
+            and all(isinstance(a, str) for a in command)
+        ):
             commands[str(plugin_id)] = tuple(command)
         else:
             raise PackagingError(

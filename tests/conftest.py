@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fixturelib import NativeLibraries, build_native_libraries, build_sample_tree, copy_built_tree
 
 _BUILD_SECONDS = pytest.StashKey[dict[str, float]]()

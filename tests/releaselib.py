@@ -37,13 +37,17 @@ def cli_key_pair(directory: Path, name: str = "release") -> tuple[Path, Path]:
     secret, public = directory / f"{name}.key", directory / f"{name}.pub"
     result = subprocess.run(
         [minisign_cli(), "-G", "-W", "-p", str(public), "-s", str(secret)],
-        capture_output=True, timeout=60, check=False,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return secret, public
 
 
-def encrypted_key_pair(directory: Path, password: str, name: str = "encrypted") -> tuple[Path, Path]:
+def encrypted_key_pair(
+    directory: Path, password: str, name: str = "encrypted"
+) -> tuple[Path, Path]:
     """A password-protected key pair made by py-minisign, with cheap scrypt limits for speed."""
     directory.mkdir(parents=True, exist_ok=True)
     pair = minisign.KeyPair.generate()
@@ -57,13 +61,25 @@ def encrypted_key_pair(directory: Path, password: str, name: str = "encrypted") 
 def cli_verifies(public_key: Path, manifest: Path) -> subprocess.CompletedProcess[bytes]:
     """`minisign -V` on a registry manifest and the `manifest.minisig` beside it."""
     return subprocess.run(
-        [minisign_cli(), "-V", "-p", str(public_key), "-m", str(manifest),
-         "-x", str(manifest.with_name("manifest.minisig"))],
-        capture_output=True, timeout=60, check=False,
+        [
+            minisign_cli(),
+            "-V",
+            "-p",
+            str(public_key),
+            "-m",
+            str(manifest),
+            "-x",
+            str(manifest.with_name("manifest.minisig")),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
 
 
-def write_source(root: Path, plugin_id: str, node_kind: str, stem: str, version: str, **extra: Any) -> Path:
+def write_source(
+    root: Path, plugin_id: str, node_kind: str, stem: str, version: str, **extra: Any
+) -> Path:
     """A StreamKit-style source: plugins/native/<id>/plugin.yml (+ Cargo.toml); returns the manifest."""
     directory = root / "plugins" / "native" / plugin_id
     directory.mkdir(parents=True, exist_ok=True)
@@ -109,7 +125,9 @@ def install_library(root: Path, library: Path, stem: str) -> Path:
 
 def no_extras(root: Path) -> None:
     """Turn off the default gain-native extra, which these small trees do not build."""
-    (root / "invoke.yaml").write_text("plugins:\n  extras:\n    gain-native:\n      enabled: false\n")
+    (root / "invoke.yaml").write_text(
+        "plugins:\n  extras:\n    gain-native:\n      enabled: false\n"
+    )
 
 
 def tar_stream(archive: Path) -> bytes:

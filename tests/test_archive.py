@@ -18,7 +18,8 @@ import zstandard
 from fixturelib import VENDORED_DEPENDENCY_NAME, NativeLibraries
 from releaselib import file_info, hand_made_tar, tar_stream, zst
 
-from plugin_packaging.archive import (
+from plugin_packaging.errors import PackagingError
+from plugin_packaging.release.archive import (
     DEFAULT_SOURCE_DATE_EPOCH,
     ArchiveEntry,
     ArchiveLimits,
@@ -30,13 +31,12 @@ from plugin_packaging.archive import (
     source_date_epoch,
     write_bundle,
 )
-from plugin_packaging.checksums import (
+from plugin_packaging.release.checksums import (
     read_sha256sums,
     sha256_file,
     write_sha256_file,
     write_sha256sums,
 )
-from plugin_packaging.errors import PackagingError
 
 MTIME = 1_700_000_000
 LIMITS = ArchiveLimits(max_total_bytes=1 << 30, max_members=100)
@@ -689,8 +689,11 @@ def test_sha256sums_is_accepted_by_sha256sum_check(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     assert read_sha256sums(listing) == {
         name: sha256_file(tmp_path / name)
-        for name in ("asr-1.0.0-bundle.tar.zst", "cuda/whisper-0.3.0-cuda-bundle.tar.zst",
-                     "whisper-0.3.0-bundle.tar.zst")
+        for name in (
+            "asr-1.0.0-bundle.tar.zst",
+            "cuda/whisper-0.3.0-cuda-bundle.tar.zst",
+            "whisper-0.3.0-bundle.tar.zst",
+        )
     }
 
     files[2].write_bytes(b"tampered")

@@ -11,8 +11,8 @@ import pytest
 from fixturelib import MISSING_DEPENDENCY_NAME
 from test_check_support import PluginDir, codes, extra_libs, only, plan_outcomes, tree  # noqa: F401 - fixtures
 
-from plugin_packaging.dynlinks import DependencyResolver, read_ldconfig_cache
-from plugin_packaging.library_rules import Target, check_library, glibc_refuses_executable_stack
+from plugin_packaging.binary.dynlinks import DependencyResolver, read_ldconfig_cache
+from plugin_packaging.check.library import Target, check_library, glibc_refuses_executable_stack
 
 ENTRY = "streamkit_native_plugin_api"
 
@@ -36,15 +36,20 @@ def test_loadable_libraries_have_no_findings(tree: PluginDir, native_libs, varia
 
 
 def test_missing_entry_symbol(tree: PluginDir, native_libs) -> None:
-    found, report = single(tree, native_libs.no_symbol)
+    _found, report = single(tree, native_libs.no_symbol)
     finding = only(report, "entry-symbol-missing")
     assert finding.symbol == ENTRY and "native_plugin_entry!" in finding.hint
     assert plan_outcomes(report)[0][0::2] == ("skip", "entry-symbol-missing")
 
 
-def test_missing_entry_symbol_names_the_near_miss_it_does_export(tree: PluginDir, extra_libs) -> None:
+def test_missing_entry_symbol_names_the_near_miss_it_does_export(
+    tree: PluginDir, extra_libs
+) -> None:
     finding = only(single(tree, extra_libs.renamed_entry)[1], "entry-symbol-missing")
-    assert "(only streamkit_native_plugin_api_v2, which the loader does not look up)" in finding.message
+    assert (
+        "(only streamkit_native_plugin_api_v2, which the loader does not look up)"
+        in finding.message
+    )
 
 
 def test_entry_symbol_with_hidden_visibility(tree: PluginDir, native_libs) -> None:
@@ -59,7 +64,9 @@ def test_cpp_mangled_entry_symbol_says_extern_c(tree: PluginDir, native_libs) ->
 
 
 @pytest.mark.parametrize("variant", ["rust_no_mangle", "mangled_rust_dylib"])
-def test_rust_mangled_entry_symbol_says_no_mangle(tree: PluginDir, native_libs, variant: str) -> None:
+def test_rust_mangled_entry_symbol_says_no_mangle(
+    tree: PluginDir, native_libs, variant: str
+) -> None:
     finding = only(single(tree, getattr(native_libs, variant))[1], "entry-symbol-mangled")
     assert "Rust" in finding.message and "#[no_mangle]" in finding.hint
 
@@ -73,7 +80,7 @@ def test_entry_symbol_that_is_data(tree: PluginDir, native_libs) -> None:
 
 
 def test_executable_stack_is_refused_by_new_glibc(tree: PluginDir, native_libs) -> None:
-    found, report = single(tree, native_libs.execstack)
+    _found, report = single(tree, native_libs.execstack)
     finding = only(report, "library-executable-stack")
     assert "noexecstack" in finding.hint and finding.severity == "error"
     # The plan says what this machine's glibc does: older ones still grant the stack.
@@ -81,8 +88,12 @@ def test_executable_stack_is_refused_by_new_glibc(tree: PluginDir, native_libs) 
     assert report.plan.entries[0].outcome == expected
 
 
-@pytest.mark.parametrize(("variant", "tag"), [("rpath_usr_local", "RPATH"), ("runpath_usr_local", "RUNPATH")])
-def test_search_path_into_usr_local_lib(tree: PluginDir, native_libs, variant: str, tag: str) -> None:
+@pytest.mark.parametrize(
+    ("variant", "tag"), [("rpath_usr_local", "RPATH"), ("runpath_usr_local", "RUNPATH")]
+)
+def test_search_path_into_usr_local_lib(
+    tree: PluginDir, native_libs, variant: str, tag: str
+) -> None:
     finding = only(single(tree, getattr(native_libs, variant))[1], "library-search-path")
     assert (
         finding.key == tag
@@ -92,14 +103,16 @@ def test_search_path_into_usr_local_lib(tree: PluginDir, native_libs, variant: s
     assert finding.severity == "warning"
 
 
-def test_search_path_into_a_build_directory_and_relative_to_cwd(tree: PluginDir, extra_libs) -> None:
+def test_search_path_into_a_build_directory_and_relative_to_cwd(
+    tree: PluginDir, extra_libs
+) -> None:
     finding = only(single(tree, extra_libs.runpath_build_dir)[1], "library-search-path")
     assert "`/home/builder/streamkit/target/release`" in finding.message
     assert "`build/lib`" in finding.message and "working directory" in finding.message
 
 
 def test_dependency_not_found_on_this_machine(tree: PluginDir, native_libs) -> None:
-    found, report = single(tree, native_libs.missing_dep)
+    _found, report = single(tree, native_libs.missing_dep)
     finding = only(report, "library-dependency-missing")
     assert finding.symbol == MISSING_DEPENDENCY_NAME and finding.severity == "warning"
     assert "ld.so.cache" in finding.message and "LD_LIBRARY_PATH" in finding.message
@@ -111,17 +124,23 @@ def test_dependency_found_through_ld_library_path(native_libs, tmp_path: Path) -
     resolver = DependencyResolver(environment={"LD_LIBRARY_PATH": str(tmp_path)})
     verdict = check_library(native_libs.missing_dep, target=Target.of("linux"), resolver=resolver)
     assert [v.code for v in verdict.violations] == []
-    assert {d.name: d.via for d in verdict.dependencies}[MISSING_DEPENDENCY_NAME] == "LD_LIBRARY_PATH"
+    assert {d.name: d.via for d in verdict.dependencies}[
+        MISSING_DEPENDENCY_NAME
+    ] == "LD_LIBRARY_PATH"
 
 
 def test_system_dependencies_resolve_through_the_ld_so_cache(native_libs) -> None:
-    verdict = check_library(native_libs.good_rust, target=Target.of("linux"), resolver=DependencyResolver())
+    verdict = check_library(
+        native_libs.good_rust, target=Target.of("linux"), resolver=DependencyResolver()
+    )
     vias = {d.name: d.via for d in verdict.dependencies}
     assert vias["libc.so.6"] == "ld.so.cache" and vias["libgcc_s.so.1"] == "ld.so.cache"
     assert "libc.so.6" in read_ldconfig_cache()
 
 
-def test_dependencies_are_not_resolved_for_another_architecture(tree: PluginDir, native_libs) -> None:
+def test_dependencies_are_not_resolved_for_another_architecture(
+    tree: PluginDir, native_libs
+) -> None:
     # For another target this machine's libraries say nothing: no dependency findings at all.
     found, _ = single(tree, native_libs.missing_dep, target=Target.of("linux", "aarch64"))
     assert "library-dependency-missing" not in found and "library-wrong-arch" in found
@@ -139,7 +158,9 @@ def test_missing_dependency_of_a_vendored_library_is_found(
 def test_foreign_architecture(tree: PluginDir, native_libs) -> None:
     found, report = single(tree, native_libs.foreign_arch)
     finding = only(report, "library-wrong-arch")
-    assert "x86 (ELF 32-bit, little-endian)" in finding.message and "x86_64 (64-bit" in finding.message
+    assert (
+        "x86 (ELF 32-bit, little-endian)" in finding.message and "x86_64 (64-bit" in finding.message
+    )
     assert "--arch x86" in finding.hint
     assert found == ["library-wrong-arch"]
 
@@ -196,7 +217,7 @@ def test_library_nobody_may_read(tree: PluginDir, native_libs) -> None:
 
 
 def test_windows_dll_in_a_linux_bundle(tree: PluginDir, extra_libs) -> None:
-    found, report = single(tree, extra_libs.windows_dll)
+    _found, report = single(tree, extra_libs.windows_dll)
     assert "windows" in only(report, "library-wrong-platform").message
     tree2 = PluginDir(tree.root.parent / "as-so")
     tree2.bundle("checkplugin", extra_libs.windows_dll, file_name="libcheckplugin.so")
@@ -207,13 +228,14 @@ def test_windows_dll_in_a_linux_bundle(tree: PluginDir, extra_libs) -> None:
 def test_macos_dylib_is_clean_for_its_own_target(tree: PluginDir, extra_libs) -> None:
     found, _ = single(tree, extra_libs.macos_dylib, target=Target.of("macos", "arm64"))
     assert found == []
-    found, report = single(tree, extra_libs.macos_dylib)
+    found, _report = single(tree, extra_libs.macos_dylib)
     assert "library-wrong-platform" in found
 
 
 def test_elf_library_checked_for_macos(tree: PluginDir, native_libs) -> None:
     finding = only(
-        single(tree, native_libs.good_c, target=Target.of("macos", "aarch64"))[1], "library-wrong-platform"
+        single(tree, native_libs.good_c, target=Target.of("macos", "aarch64"))[1],
+        "library-wrong-platform",
     )
     assert "ELF" in finding.message and "--platform linux" in finding.hint
 

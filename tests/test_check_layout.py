@@ -19,7 +19,7 @@ from test_check_support import (  # noqa: F401 - fixtures
     tree,
 )
 
-from plugin_packaging.check import check_plugins_dir
+from plugin_packaging.check.run import check_plugins_dir
 from plugin_packaging.errors import PackagingError
 
 
@@ -38,7 +38,9 @@ def test_a_clean_tree_has_no_findings_and_loads_every_plugin(tree: PluginDir, na
     assert all(e.candidate.manifest.name == "plugin.yml" for e in report.plan.entries)
 
 
-def test_bare_library_in_native_dir_is_an_error_and_is_skipped(tree: PluginDir, native_libs) -> None:
+def test_bare_library_in_native_dir_is_an_error_and_is_skipped(
+    tree: PluginDir, native_libs
+) -> None:
     shutil.copyfile(native_libs.good_c, tree.native / "libleftover.so")
     (tree.native / "README.txt").write_text("other top-level files are ignored silently\n")
     report = tree.check()
@@ -81,7 +83,9 @@ def test_several_libraries_in_one_bundle_are_all_opened(tree: PluginDir, native_
     # A vendored dependency next to the plugin: the loader opens it too, and it has no entry symbol.
     bundle = tree.bundle("vendored", native_libs.vendored_dep)
     dependency = next(
-        p for p in native_libs.vendored_dep.parent.iterdir() if p.name != native_libs.vendored_dep.name
+        p
+        for p in native_libs.vendored_dep.parent.iterdir()
+        if p.name != native_libs.vendored_dep.name
     )
     shutil.copyfile(dependency, bundle / dependency.name)
     report = tree.check()
@@ -131,7 +135,9 @@ def test_cargo_dep_info_is_not_mistaken_for_a_library(tree: PluginDir, native_li
     assert tree.check().findings == ()
 
 
-def test_versioned_dependency_beside_the_plugin_is_not_reported(tree: PluginDir, extra_libs) -> None:
+def test_versioned_dependency_beside_the_plugin_is_not_reported(
+    tree: PluginDir, extra_libs
+) -> None:
     # The right way to vendor: under its SONAME, which the loader skips, found through $ORIGIN.
     bundle = tree.bundle("versioned", extra_libs.needs_versioned_dep)
     shutil.copyfile(extra_libs.versioned_dep, bundle / extra_libs.versioned_dep.name)
@@ -157,7 +163,9 @@ def test_bundle_named_neither_after_its_id_nor_its_library(tree: PluginDir, nati
     assert "native/good/" in finding.hint and finding.bundle == "old-copy"
 
 
-def test_bundle_named_after_the_library_stem_is_an_upload_and_fine(tree: PluginDir, native_libs) -> None:
+def test_bundle_named_after_the_library_stem_is_an_upload_and_fine(
+    tree: PluginDir, native_libs
+) -> None:
     tree.bundle("good_c", native_libs.good_c, plugin_id="good")
     assert tree.check().findings == ()
 
@@ -176,7 +184,9 @@ def test_broken_symlink_in_native_is_reported(tree: PluginDir) -> None:
 
 
 def test_symlinked_bundle_directory_counts(tree: PluginDir, native_libs, tmp_path: Path) -> None:
-    elsewhere = PluginDir(tmp_path / "elsewhere").bundle("real", native_libs.good_c, plugin_id="linked")
+    elsewhere = PluginDir(tmp_path / "elsewhere").bundle(
+        "real", native_libs.good_c, plugin_id="linked"
+    )
     os.symlink(elsewhere, tree.native / "linked")
     report = tree.check()
     assert report.findings == ()
@@ -190,7 +200,10 @@ def test_duplicate_kinds_are_resolved_component_by_component(tree: PluginDir, na
     report = tree.check()
     duplicate = only(report, "duplicate-node-kind")
     assert duplicate.path == tree.native / "a.b" / "libgood_c.so"
-    assert "native/a/libgood_c.so" in duplicate.message and "constructors still run" in duplicate.message
+    assert (
+        "native/a/libgood_c.so" in duplicate.message
+        and "constructors still run" in duplicate.message
+    )
     assert [(o, p) for o, p, _ in plan_outcomes(report)] == [
         ("load", "native/a/libgood_c.so"),
         ("skip", "native/a.b/libgood_c.so"),
@@ -198,11 +211,18 @@ def test_duplicate_kinds_are_resolved_component_by_component(tree: PluginDir, na
 
 
 def test_duplicate_message_gives_both_versions(tree: PluginDir, native_libs) -> None:
-    tree.bundle("first", native_libs.good_c, manifest=manifest_for("first", "libgood_c.so", version="2.0.0"))
     tree.bundle(
-        "second", native_libs.good_c, manifest=manifest_for("second", "libgood_c.so", version="1.5.0")
+        "first", native_libs.good_c, manifest=manifest_for("first", "libgood_c.so", version="2.0.0")
     )
-    assert "(version 1.5.0; the loaded one is 2.0.0)" in only(tree.check(), "duplicate-node-kind").message
+    tree.bundle(
+        "second",
+        native_libs.good_c,
+        manifest=manifest_for("second", "libgood_c.so", version="1.5.0"),
+    )
+    assert (
+        "(version 1.5.0; the loaded one is 2.0.0)"
+        in only(tree.check(), "duplicate-node-kind").message
+    )
 
 
 def test_missing_plugins_dir_is_a_usage_error(tmp_path: Path) -> None:
@@ -231,7 +251,9 @@ def test_limited_check_reads_only_the_named_bundles_but_the_whole_tree_for_dupli
     assert "duplicate-node-kind" in codes(limited)  # across plugins: always the whole tree
     assert "bundle-name-differs" not in codes(limited)  # per bundle: only for "changed"
     assert limited.checked_bundles == ("changed",)
-    assert {e.candidate.bundle: e.candidate.checked for e in limited.plan.entries if e.candidate.bundle} == {
+    assert {
+        e.candidate.bundle: e.candidate.checked for e in limited.plan.entries if e.candidate.bundle
+    } == {
         "broken": False,
         "changed": True,
         "unchanged-twin": False,
@@ -239,10 +261,15 @@ def test_limited_check_reads_only_the_named_bundles_but_the_whole_tree_for_dupli
 
     full = tree.check()
     assert "bundle-name-differs" in codes(full)
-    assert any(code in codes(full) for code in ("library-truncated", "library-corrupt", "library-not-binary"))
+    assert any(
+        code in codes(full)
+        for code in ("library-truncated", "library-corrupt", "library-not-binary")
+    )
 
 
-def test_limited_check_with_nothing_changed_still_sees_bare_libraries(tree: PluginDir, native_libs) -> None:
+def test_limited_check_with_nothing_changed_still_sees_bare_libraries(
+    tree: PluginDir, native_libs
+) -> None:
     tree.bundle("good", native_libs.good_c)
     shutil.copyfile(native_libs.good_c, tree.native / "libbare.so")
     assert codes(tree.check(bundles=set())) == ["bare-library"]

@@ -16,7 +16,11 @@ def bundle(tree: PluginDir, native_libs):
 
     def install(manifest: dict | str | None, **options) -> PluginDir:
         tree.bundle(
-            "good", native_libs.good_c, manifest=manifest, write_manifest=manifest is not None, **options
+            "good",
+            native_libs.good_c,
+            manifest=manifest,
+            write_manifest=manifest is not None,
+            **options,
         )
         return tree
 
@@ -27,7 +31,11 @@ def test_bundle_without_manifest_still_loads_but_is_a_warning(bundle) -> None:
     report = bundle(None).check()
     assert only(report, "manifest-missing").severity == "warning"
     entry = report.plan.entries[0]
-    assert entry.outcome == "load" and entry.candidate.kind is None and entry.candidate.manifest is None
+    assert (
+        entry.outcome == "load"
+        and entry.candidate.kind is None
+        and entry.candidate.manifest is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -47,7 +55,10 @@ def test_manifest_that_does_not_parse_is_dropped_by_the_server(
     report = tree.check()
     finding = only(report, "manifest-unparseable")
     assert expected in finding.message and "drops" in finding.message
-    assert report.plan.entries[0].outcome == "load" and report.plan.entries[0].candidate.manifest is None
+    assert (
+        report.plan.entries[0].outcome == "load"
+        and report.plan.entries[0].candidate.manifest is None
+    )
 
 
 def test_alias_bomb_is_refused_not_expanded(bundle) -> None:
@@ -69,7 +80,9 @@ def test_each_required_key_is_required(bundle, key: str) -> None:
 
 
 def test_unquoted_version_is_a_float_and_fails_the_parse(bundle) -> None:
-    text = "id: good\nversion: 0.10\nnode_kind: fixture_good\nkind: native\nentrypoint: libgood_c.so\n"
+    text = (
+        "id: good\nversion: 0.10\nnode_kind: fixture_good\nkind: native\nentrypoint: libgood_c.so\n"
+    )
     finding = only(bundle(text).check(), "manifest-wrong-type")
     assert finding.key == "version" and "a number (0.1)" in finding.message
     assert 'version: "..."' in finding.hint
@@ -83,13 +96,24 @@ def test_unquoted_version_is_a_float_and_fails_the_parse(bundle) -> None:
         ({"compatibility": ["linux"]}, "compatibility"),
         ({"compatibility": {"os": "linux"}}, "compatibility.os"),
         ({"models": [{"source": "ftp", "url": "x"}]}, "models[0].source"),
-        ({"models": [{"source": "huggingface", "repo_id": "a/b", "files": "model.bin"}]}, "models[0].files"),
         (
-            {"assets": [{"type_id": "p", "label": "P", "extensions": ["json"], "max_size_bytes": -1}]},
+            {"models": [{"source": "huggingface", "repo_id": "a/b", "files": "model.bin"}]},
+            "models[0].files",
+        ),
+        (
+            {
+                "assets": [
+                    {"type_id": "p", "label": "P", "extensions": ["json"], "max_size_bytes": -1}
+                ]
+            },
             "assets[0].max_size_bytes",
         ),
         (
-            {"assets": [{"type_id": "p", "label": "P", "extensions": ["json"], "content_type": "html"}]},
+            {
+                "assets": [
+                    {"type_id": "p", "label": "P", "extensions": ["json"], "content_type": "html"}
+                ]
+            },
             "assets[0].content_type",
         ),
     ],
@@ -138,19 +162,28 @@ def test_entrypoint_must_be_safe(bundle, entrypoint: str, problem: str) -> None:
     assert "manifest-entrypoint-mismatch" not in codes(report)
 
 
-@pytest.mark.parametrize(("key", "value"), [("id", "a/b"), ("id", " good"), ("version", "1.0.0/../x")])
+@pytest.mark.parametrize(
+    ("key", "value"), [("id", "a/b"), ("id", " good"), ("version", "1.0.0/../x")]
+)
 def test_id_and_version_must_be_single_safe_path_components(bundle, key: str, value: str) -> None:
-    finding = only(bundle(manifest_for("good", LIBRARY, **{key: value})).check(), "manifest-unsafe-name")
+    finding = only(
+        bundle(manifest_for("good", LIBRARY, **{key: value})).check(), "manifest-unsafe-name"
+    )
     assert finding.key == key
 
 
 @pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0.0", "01.0.0"])
 def test_version_must_be_semver(bundle, version: str) -> None:
-    assert only(bundle(manifest_for("good", LIBRARY, version=version)).check(), "manifest-version-not-semver")
+    assert only(
+        bundle(manifest_for("good", LIBRARY, version=version)).check(),
+        "manifest-version-not-semver",
+    )
 
 
 def test_semver_with_prerelease_and_build_is_fine(bundle) -> None:
-    assert bundle(manifest_for("good", LIBRARY, version="1.0.0-rc.1+build.5")).check().findings == ()
+    assert (
+        bundle(manifest_for("good", LIBRARY, version="1.0.0-rc.1+build.5")).check().findings == ()
+    )
 
 
 def test_node_kind_must_be_bare(bundle) -> None:
@@ -183,7 +216,9 @@ def test_stem_named_manifest_is_found_after_the_plain_names(tree: PluginDir, nat
 
 def test_later_manifest_names_are_shadowed(tree: PluginDir, native_libs) -> None:
     directory = tree.bundle("good", native_libs.good_c)
-    (directory / "manifest.json").write_text(json.dumps(manifest_for("good", LIBRARY, node_kind="ignored")))
+    (directory / "manifest.json").write_text(
+        json.dumps(manifest_for("good", LIBRARY, node_kind="ignored"))
+    )
     report = tree.check()
     shadowed = only(report, "manifest-shadowed")
     assert shadowed.severity == "info" and shadowed.path == directory / "manifest.json"
@@ -218,13 +253,18 @@ def test_asset_system_dir_must_stay_relative(bundle, system_dir: str) -> None:
 
 
 def test_asset_size_is_capped_at_100_mib(bundle) -> None:
-    report = bundle(manifest_for("good", LIBRARY, assets=[asset(max_size_bytes=200 * 1024 * 1024)])).check()
+    report = bundle(
+        manifest_for("good", LIBRARY, assets=[asset(max_size_bytes=200 * 1024 * 1024)])
+    ).check()
     assert "200.0 MiB" in only(report, "asset-too-large").message
 
 
 def test_asset_size_at_the_cap_is_fine(bundle) -> None:
     assert (
-        bundle(manifest_for("good", LIBRARY, assets=[asset(max_size_bytes=104857600)])).check().findings == ()
+        bundle(manifest_for("good", LIBRARY, assets=[asset(max_size_bytes=104857600)]))
+        .check()
+        .findings
+        == ()
     )
 
 

@@ -15,8 +15,8 @@ import pytest
 from cli import run_in_process
 from test_check_support import PluginDir, manifest_for, tree  # noqa: F401 - fixtures
 
-from plugin_packaging.findings import escape_data, escape_property, github_command
-from plugin_packaging.rules import RULES, Finding
+from plugin_packaging.check.report import escape_data, escape_property, github_command
+from plugin_packaging.rules.loader import RULES, Finding
 
 
 def check(tree: PluginDir, *args: str) -> tuple[int, str]:
@@ -24,7 +24,9 @@ def check(tree: PluginDir, *args: str) -> tuple[int, str]:
 
 
 def schema() -> dict:
-    return json.loads(files("plugin_packaging.schemas").joinpath("check-report.v1.json").read_text())
+    return json.loads(
+        files("plugin_packaging.schemas").joinpath("check-report.v1.json").read_text()
+    )
 
 
 def validate(document: dict) -> None:
@@ -48,12 +50,16 @@ def messy(tree: PluginDir, native_libs) -> PluginDir:
     return tree
 
 
-def test_text_groups_findings_by_plugin_with_hints_and_ends_with_the_load_plan(messy: PluginDir) -> None:
+def test_text_groups_findings_by_plugin_with_hints_and_ends_with_the_load_plan(
+    messy: PluginDir,
+) -> None:
     code, out = check(messy)
     assert code == 1
     lines = out.splitlines()
     titles = [
-        line for line in lines if line and not line.startswith(" ") and line.endswith((")", "/", ".json"))
+        line
+        for line in lines
+        if line and not line.startswith(" ") and line.endswith((")", "/", ".json"))
     ]
     assert titles[:2] == ["native/ (top level)", "active/broken.json"]
     assert "native/hidden/  (hidden 1.0.0)" in titles and "native/twin/  (twin 1.0.0)" in titles
@@ -72,14 +78,16 @@ def test_text_groups_findings_by_plugin_with_hints_and_ends_with_the_load_plan(m
     ]
     assert plan[0].endswith(".plugins/active/broken.json")  # active records come first
     assert any(
-        line.startswith("          bare-library: libbare.so lies directly in native/") for line in plan
+        line.startswith("          bare-library: libbare.so lies directly in native/")
+        for line in plan
     )
     assert any(
         line.startswith("          duplicate-node-kind: node kind plugin::native::fixture_good")
         for line in plan
     )
     assert (
-        lines[-1] == "4 errors, 1 warning, 1 info; the server will load 3 plugins and skip 4: check failed."
+        lines[-1]
+        == "4 errors, 1 warning, 1 info; the server will load 3 plugins and skip 4: check failed."
     )
 
 
@@ -101,7 +109,15 @@ def test_json_is_versioned_and_matches_its_schema(messy: PluginDir) -> None:
     } <= found
     plan = document["load_plan"]
     assert [e["position"] for e in plan if e["outcome"] == "load"] == [1, 2, 3]
-    assert [e["source"] for e in plan] == ["active", "bundle", "bundle", "bare", "bundle", "bundle", "bundle"]
+    assert [e["source"] for e in plan] == [
+        "active",
+        "bundle",
+        "bundle",
+        "bare",
+        "bundle",
+        "bundle",
+        "bundle",
+    ]
     assert all(e["reason"] for e in plan if e["outcome"] == "skip")
 
 
@@ -115,7 +131,7 @@ def test_json_of_a_clean_tree_matches_its_schema(tree: PluginDir, native_libs) -
 
 
 def test_json_of_a_probed_limited_check_matches_its_schema(tree: PluginDir, native_libs) -> None:
-    from plugin_packaging.check import check_plugins_dir
+    from plugin_packaging.check.run import check_plugins_dir
 
     tree.bundle("good", native_libs.good_c)
     tree.bundle("other", native_libs.api_v5)
@@ -146,12 +162,16 @@ def test_github_format_writes_one_command_per_finding(messy: PluginDir) -> None:
     commands = [
         line
         for line in out.splitlines()
-        if line.startswith("::") and not line.startswith("::group") and not line.startswith("::endgroup")
+        if line.startswith("::")
+        and not line.startswith("::group")
+        and not line.startswith("::endgroup")
     ]
     assert len(commands) == 6
     assert "::error file=.plugins/native/libbare.so,title=bare-library::" in out
     assert any(
-        line.startswith("::notice file=.plugins/native/shadow/manifest.json,title=manifest-shadowed::")
+        line.startswith(
+            "::notice file=.plugins/native/shadow/manifest.json,title=manifest-shadowed::"
+        )
         for line in commands
     )
     assert all("%0Ahint: " in line for line in commands)
@@ -160,17 +180,23 @@ def test_github_format_writes_one_command_per_finding(messy: PluginDir) -> None:
 def test_github_escaping_follows_the_runners_rules() -> None:
     assert escape_data("100% done\r\nnext") == "100%25 done%0D%0Anext"
     assert escape_property("a:b,c%d\ne") == "a%3Ab%2Cc%25d%0Ae"
-    finding = Finding("bare-library", "warning", "50% of: it", "fix, then: go", Path("native/lib,a:b.so"))
+    finding = Finding(
+        "bare-library", "warning", "50% of: it", "fix, then: go", Path("native/lib,a:b.so")
+    )
     assert github_command(finding) == (
         "::warning file=native/lib%2Ca%3Ab.so,title=bare-library::50%25 of: it%0Ahint: fix, then: go"
     )
 
 
-def test_hostile_file_name_cannot_break_a_line_or_inject_a_command(tree: PluginDir, native_libs) -> None:
+def test_hostile_file_name_cannot_break_a_line_or_inject_a_command(
+    tree: PluginDir, native_libs
+) -> None:
     shutil.copyfile(native_libs.good_c, tree.native / "evil\n::error title=forged::x.so")
-    code, out = check(tree, "--format", "github")
+    _code, out = check(tree, "--format", "github")
     lines = out.splitlines()
-    assert not any("title=forged" in line and line.startswith("::error title=forged") for line in lines)
+    assert not any(
+        "title=forged" in line and line.startswith("::error title=forged") for line in lines
+    )
     assert sum(1 for line in lines if line.startswith("::error")) == 1
 
 
@@ -209,7 +235,9 @@ def test_settings_regrade_and_ignore_rules_by_code(tree: PluginDir, native_libs)
     code, out = check(tree, "--format", "json")
     document = json.loads(out)
     assert code == 1
-    assert [(f["code"], f["severity"]) for f in document["findings"]] == [("manifest-missing", "error")]
+    assert [(f["code"], f["severity"]) for f in document["findings"]] == [
+        ("manifest-missing", "error")
+    ]
     # Ignoring a rule hides its finding; the server still skips the bare library.
     assert [(e["path"], e["outcome"], e["code"]) for e in document["load_plan"]] == [
         (".plugins/native/good/libgood_c.so", "load", None),
@@ -226,13 +254,22 @@ def test_unknown_rule_code_in_settings_is_a_usage_error(tree: PluginDir, native_
 
 def test_settings_may_grade_rules_of_other_rule_tables(tree: PluginDir, native_libs) -> None:
     # Bundle verification's rules share `plugins.rules`; naming one must not break the check.
-    from plugin_packaging.bundle_rules import BUNDLE_RULES
+    from plugin_packaging.rules.bundle import BUNDLE_RULES
 
     tree.bundle("good", native_libs.good_c)
-    (tree.root / "invoke.yaml").write_text(f"plugins:\n  rules:\n    {next(iter(BUNDLE_RULES))}: warning\n")
+    (tree.root / "invoke.yaml").write_text(
+        f"plugins:\n  rules:\n    {next(iter(BUNDLE_RULES))}: warning\n"
+    )
     # A fresh interpreter: in this one the import above has already registered the codes.
-    command = [sys.executable, "-c", "from plugin_packaging.cli import main; main()", "check-plugins-native"]
-    result = subprocess.run([*command, "--root", str(tree.root)], capture_output=True, text=True, check=False)
+    command = [
+        sys.executable,
+        "-c",
+        "from plugin_packaging.cli import main; main()",
+        "check-plugins-native",
+    ]
+    result = subprocess.run(
+        [*command, "--root", str(tree.root)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -262,7 +299,9 @@ def test_sample_tree_installs_and_checks_clean(sample_tree: Path) -> None:
     code, out = run_in_process("copy-plugins-native", "--root", str(sample_tree))
     assert code == 0, out
     assert "check: the loader will accept" in out
-    code, out = run_in_process("check-plugins-native", "--root", str(sample_tree), "--probe", "--format", "json")
+    code, out = run_in_process(
+        "check-plugins-native", "--root", str(sample_tree), "--probe", "--format", "json"
+    )
     assert code == 0, out
     document = json.loads(out)
     validate(document)
@@ -274,7 +313,9 @@ def test_sample_tree_installs_and_checks_clean(sample_tree: Path) -> None:
     ]
 
 
-def test_post_install_check_reports_what_the_install_produced(sample_tree: Path, native_libs) -> None:
+def test_post_install_check_reports_what_the_install_produced(
+    sample_tree: Path, native_libs
+) -> None:
     native = sample_tree / ".plugins" / "native"
     native.mkdir(parents=True)
     old = native / "old-tone"

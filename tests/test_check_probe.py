@@ -1,4 +1,4 @@
-"""--probe: each library loaded in a throwaway child process (plugin_packaging.probe), its answer judged."""
+"""--probe: each library loaded in a throwaway child process (plugin_packaging.check.probe), its answer judged."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from fixturelib import COLON_KIND, GOOD_C_KIND, OTHER_C_KIND
 from test_check_support import PluginDir, codes, manifest_for, only, plan_outcomes, tree  # noqa: F401 - fixtures
 
+from plugin_packaging.check.library import Target
+from plugin_packaging.check.probe import ProbeResult
+from plugin_packaging.check.probe_rules import probe_violations
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.library_rules import Target
-from plugin_packaging.probe import ProbeResult
-from plugin_packaging.probe_rules import probe_violations
 
 
 def probed(tree: PluginDir, library: Path, *, kind: str = GOOD_C_KIND, timeout: float = 5.0):
@@ -40,7 +40,8 @@ def test_api_version_above_the_hosts_range(tree: PluginDir, native_libs) -> None
 
 def test_entry_function_returning_null(tree: PluginDir, native_libs) -> None:
     assert (
-        only(probed(tree, native_libs.null_entry), "probe-null-api").symbol == "streamkit_native_plugin_api"
+        only(probed(tree, native_libs.null_entry), "probe-null-api").symbol
+        == "streamkit_native_plugin_api"
     )
 
 
@@ -56,7 +57,9 @@ def test_already_namespaced_kind_is_accepted(tree: PluginDir, native_libs) -> No
 
 
 def test_kind_that_is_not_utf8_is_refused(tree: PluginDir, native_libs) -> None:
-    assert "UTF-8" in only(probed(tree, native_libs.kind_invalid_utf8), "probe-kind-invalid").message
+    assert (
+        "UTF-8" in only(probed(tree, native_libs.kind_invalid_utf8), "probe-kind-invalid").message
+    )
 
 
 def test_kind_differing_from_the_manifest(tree: PluginDir, native_libs) -> None:
@@ -80,8 +83,12 @@ def test_constructor_that_hangs(tree: PluginDir, native_libs) -> None:
 
 def test_probed_kind_finds_duplicates_the_manifests_hide(tree: PluginDir, native_libs) -> None:
     # Two manifests claim different kinds; both libraries register the same one.
-    tree.bundle("first", native_libs.good_c, manifest=manifest_for("first", "libgood_c.so", "kind_a"))
-    tree.bundle("second", native_libs.good_c, manifest=manifest_for("second", "libgood_c.so", "kind_b"))
+    tree.bundle(
+        "first", native_libs.good_c, manifest=manifest_for("first", "libgood_c.so", "kind_a")
+    )
+    tree.bundle(
+        "second", native_libs.good_c, manifest=manifest_for("second", "libgood_c.so", "kind_b")
+    )
     assert "duplicate-node-kind" not in codes(tree.check())
     report = tree.check(probe=True)
     duplicate = only(report, "duplicate-node-kind")
@@ -93,7 +100,9 @@ def test_libraries_that_fail_statically_are_not_probed(tree: PluginDir, native_l
     assert codes(report) == ["entry-symbol-missing"]
 
 
-def test_active_record_whose_library_registers_another_kind_is_skipped(tree: PluginDir, native_libs) -> None:
+def test_active_record_whose_library_registers_another_kind_is_skipped(
+    tree: PluginDir, native_libs
+) -> None:
     import json
 
     bundle = tree.plugins / "bundles" / "other" / "1.0.0"
@@ -114,7 +123,10 @@ def test_active_record_whose_library_registers_another_kind_is_skipped(tree: Plu
     )
     report = tree.check(probe=True)
     finding = only(report, "probe-kind-mismatch")
-    assert finding.record == "other.json" and "Active plugin kind does not match record" in finding.message
+    assert (
+        finding.record == "other.json"
+        and "Active plugin kind does not match record" in finding.message
+    )
     assert report.plan.entries[0].outcome == "skip"
     assert OTHER_C_KIND in finding.message
 

@@ -47,7 +47,9 @@ def marketplace_install(
     return path
 
 
-def test_active_record_loads_first_and_wins_over_a_local_bundle(tree: PluginDir, native_libs) -> None:
+def test_active_record_loads_first_and_wins_over_a_local_bundle(
+    tree: PluginDir, native_libs
+) -> None:
     marketplace_install(tree, native_libs.good_c)
     tree.bundle("good", native_libs.good_c)
     report = tree.check()
@@ -99,12 +101,16 @@ def test_record_fields_have_types(tree: PluginDir, native_libs, change: dict, ke
 @pytest.mark.parametrize(
     ("key", "value"), [("plugin_id", "../good"), ("version", "1.0.0/x"), ("plugin_id", "")]
 )
-def test_record_id_and_version_must_be_safe(tree: PluginDir, native_libs, key: str, value: str) -> None:
+def test_record_id_and_version_must_be_safe(
+    tree: PluginDir, native_libs, key: str, value: str
+) -> None:
     marketplace_install(tree, native_libs.good_c, record={key: value})
     assert only(tree.check(), "active-record-unsafe-name").key == key
 
 
-def test_entrypoint_resolves_against_the_servers_working_directory(tree: PluginDir, native_libs) -> None:
+def test_entrypoint_resolves_against_the_servers_working_directory(
+    tree: PluginDir, native_libs
+) -> None:
     # Relative to the record it would exist; the server resolves it against its working directory.
     marketplace_install(
         tree, native_libs.good_c, record={"entrypoint": "../bundles/good/1.0.0/cpu/libgood_c.so"}

@@ -21,14 +21,16 @@ from fixturelib import (
     c_string_literal,
 )
 
-from plugin_packaging.check import CheckReport, check_plugins_dir
-from plugin_packaging.rules import Finding
+from plugin_packaging.check.run import CheckReport, check_plugins_dir
+from plugin_packaging.rules.loader import Finding
 
 GOOD_KIND = "fixture_good"  # the kind compiled into native_libs.good_c
 OTHER_KIND = "fixture_other"  # native_libs.good_c_other
 
 
-def manifest_for(plugin_id: str, library: str, node_kind: str = GOOD_KIND, **extra: Any) -> dict[str, Any]:
+def manifest_for(
+    plugin_id: str, library: str, node_kind: str = GOOD_KIND, **extra: Any
+) -> dict[str, Any]:
     """A plugin.yml as copy-plugins-native writes it."""
     return {
         "schema_version": 1,
@@ -87,7 +89,9 @@ class PluginDir:
 
 def write(path: Path, content: dict[str, Any] | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
+    path.write_text(
+        content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+    )
     return path
 
 
@@ -186,13 +190,18 @@ def build_extra_libraries(out: Path) -> ExtraLibraries:
         out / "build_dir",
         "librunpath_build.so",
         defines={"PLUGIN_KIND": c_string_literal(GOOD_KIND)},
-        flags=["-Wl,-rpath,build/lib:/home/builder/streamkit/target/release", "-Wl,--enable-new-dtags"],
+        flags=[
+            "-Wl,-rpath,build/lib:/home/builder/streamkit/target/release",
+            "-Wl,--enable-new-dtags",
+        ],
     )
     (out / "renamed").mkdir(parents=True, exist_ok=True)
     (out / "renamed" / "renamed.c").write_text(
         '__attribute__((visibility("default"))) const void *streamkit_native_plugin_api_v2(void) { return 0; }\n'
     )
-    renamed = build_c_library(out / "renamed", "librenamed.so", source=out / "renamed" / "renamed.c")
+    renamed = build_c_library(
+        out / "renamed", "librenamed.so", source=out / "renamed" / "renamed.c"
+    )
     foreign = out / "foreign"
     foreign.mkdir(parents=True, exist_ok=True)
     (foreign / "plugin.c").write_text(FOREIGN_SOURCE)

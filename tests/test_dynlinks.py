@@ -12,15 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from plugin_packaging import dynlinks
-from plugin_packaging.dynlinks import DependencyResolver, read_ld_so_cache, read_ldconfig_cache
-from plugin_packaging.library_rules import Target, check_library
+from plugin_packaging.binary import dynlinks
+from plugin_packaging.binary.dynlinks import (
+    DependencyResolver,
+    read_ld_so_cache,
+    read_ldconfig_cache,
+)
+from plugin_packaging.check.library import Target, check_library
 
 LDCONFIG = shutil.which("ldconfig") or next(
     (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if Path(p).exists()), None
 )
 needs_glibc = pytest.mark.skipif(
-    LDCONFIG is None or not dynlinks.LD_SO_CACHE.is_file(), reason="a glibc system with ldconfig and its cache"
+    LDCONFIG is None or not dynlinks.LD_SO_CACHE.is_file(),
+    reason="a glibc system with ldconfig and its cache",
 )
 
 
@@ -33,16 +38,22 @@ def written_caches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     hwcaps.mkdir(parents=True)
     source = root / "cache.c"
     source.write_text("int ppcache_value(void) { return 1; }\n")
-    subprocess.run(["cc", "-shared", "-fPIC", "-Wl,-soname,libppcache.so.1", "-o", str(library), str(source)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["cc", "-shared", "-fPIC", "-Wl,-soname,libppcache.so.1", "-o", str(library), str(source)],
+        check=True,
+        capture_output=True,
+    )
     shutil.copyfile(library, hwcaps / library.name)
     config = root / "ld.so.conf"
     config.write_text(f"{library.parent}\n")
     caches = {}
     for form in ("old", "compat", "new"):
         cache = root / f"ld.so.cache.{form}"
-        subprocess.run([LDCONFIG, "-X", "-i", "-c", form, "-C", str(cache), "-f", str(config)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [LDCONFIG, "-X", "-i", "-c", form, "-C", str(cache), "-f", str(config)],
+            check=True,
+            capture_output=True,
+        )
         caches[form] = cache
     return caches
 
@@ -56,7 +67,9 @@ def test_this_machines_cache_reads_as_ldconfig_prints_it() -> None:
 
 @needs_glibc
 @pytest.mark.parametrize("form", ["old", "compat", "new"])
-def test_every_cache_format_reads_as_ldconfig_prints_it(written_caches: dict[str, Path], form: str) -> None:
+def test_every_cache_format_reads_as_ldconfig_prints_it(
+    written_caches: dict[str, Path], form: str
+) -> None:
     cache = read_ld_so_cache(written_caches[form])
     assert cache is not None
     assert cache == read_ldconfig_cache(written_caches[form])
@@ -65,16 +78,26 @@ def test_every_cache_format_reads_as_ldconfig_prints_it(written_caches: dict[str
 
 @needs_glibc
 def test_the_new_format_names_the_hwcaps_subdirectory(written_caches: dict[str, Path]) -> None:
-    flags = [flags for flags, path in read_ld_so_cache(written_caches["new"])["libppcache.so.1"]
-             if "glibc-hwcaps" in path]
+    flags = [
+        flags
+        for flags, path in read_ld_so_cache(written_caches["new"])["libppcache.so.1"]
+        if "glibc-hwcaps" in path
+    ]
     assert flags and 'hwcap: "x86-64-v2"' in flags[0]
 
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"not a cache at all", b"glibc-ld.so.cache1.1" + b"\xff" * 28, b"ld.so-1.7.0\x00\xff\xff\xff\x7f"],
+    [
+        b"",
+        b"not a cache at all",
+        b"glibc-ld.so.cache1.1" + b"\xff" * 28,
+        b"ld.so-1.7.0\x00\xff\xff\xff\x7f",
+    ],
 )
-def test_a_file_that_is_no_cache_we_know_is_left_to_ldconfig(content: bytes, tmp_path: Path) -> None:
+def test_a_file_that_is_no_cache_we_know_is_left_to_ldconfig(
+    content: bytes, tmp_path: Path
+) -> None:
     path = tmp_path / "ld.so.cache"
     path.write_bytes(content)
     assert read_ld_so_cache(path) is None
@@ -82,13 +105,17 @@ def test_a_file_that_is_no_cache_we_know_is_left_to_ldconfig(content: bytes, tmp
 
 
 @needs_glibc
-def test_resolving_system_libraries_starts_no_process(native_libs, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolving_system_libraries_starts_no_process(
+    native_libs, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_process(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"a process was started: {args}")
 
     monkeypatch.setattr(subprocess, "run", no_process)
     monkeypatch.setattr(subprocess, "Popen", no_process)
-    verdict = check_library(native_libs.good_rust, target=Target.of("linux"), resolver=DependencyResolver())
+    verdict = check_library(
+        native_libs.good_rust, target=Target.of("linux"), resolver=DependencyResolver()
+    )
     vias = {d.name: d.via for d in verdict.dependencies}
     assert vias["libc.so.6"] == "ld.so.cache"
     assert verdict.violations == ()

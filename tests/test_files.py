@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from plugin_packaging._fs.files import NotRegularFile, open_regular_file, write_atomically
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.files import NotRegularFile, open_regular_file, write_atomically
-from plugin_packaging.state import STATE_FILE, InstallState
+from plugin_packaging.install.state import STATE_FILE, InstallState
 
 
 @pytest.fixture
@@ -50,11 +50,15 @@ def test_a_named_pipe_is_refused_at_once_without_a_writer(tmp_path: Path, watchd
 @pytest.mark.parametrize(
     ("path", "kind", "is_directory"), [("/dev/zero", "a device", False), ("/", "a directory", True)]
 )
-def test_devices_and_directories_are_refused_by_kind(path: str, kind: str, is_directory: bool) -> None:
+def test_devices_and_directories_are_refused_by_kind(
+    path: str, kind: str, is_directory: bool
+) -> None:
     with pytest.raises(NotRegularFile) as raised:
         open_regular_file(path)
     assert raised.value.kind == kind and raised.value.is_directory == is_directory
-    assert isinstance(raised.value, OSError)  # callers that only want "readable or not" catch OSError
+    assert isinstance(
+        raised.value, OSError
+    )  # callers that only want "readable or not" catch OSError
 
 
 def test_a_missing_file_raises_the_open_error(tmp_path: Path) -> None:
@@ -69,7 +73,9 @@ def test_a_failed_atomic_write_leaves_the_target_and_no_temporary_file(tmp_path:
     assert os.listdir(tmp_path) == ["SHA256SUMS"] and (tmp_path / "SHA256SUMS").is_dir()
 
 
-def test_a_state_that_cannot_be_saved_is_one_clear_error_and_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_a_state_that_cannot_be_saved_is_one_clear_error_and_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
     state_dir = tmp_path / ".plugin-packaging"
     (state_dir / STATE_FILE).mkdir(parents=True)  # something in the way of the rename
     state = InstallState(plugins={"alpha": {"version": "0.1.0"}})

@@ -23,7 +23,6 @@ import yaml
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
-
 from fixturelib import (
     CHILD_PID_FILE_VARIABLE,
     COLON_KIND,
@@ -37,11 +36,11 @@ from fixturelib import (
     PREFIXED_KIND,
     RUST_KIND,
     SAMPLE_PLUGINS,
-    SamplePlugin,
     VENDORED_DEPENDENCY_NAME,
     ChildLoadError,
     FixtureBuildError,
     NativeLibraries,
+    SamplePlugin,
     build_c_library,
     load_only_command,
     report_entry_in_child,
@@ -88,12 +87,13 @@ def dynamic_tags(path: Path) -> dict[str, list[object]]:
         for section in ELFFile(stream).iter_sections():
             if isinstance(section, DynamicSection):
                 for tag in section.iter_tags():
-                    value = {
-                        "DT_NEEDED": lambda: tag.needed,
-                        "DT_RPATH": lambda: tag.rpath,
-                        "DT_RUNPATH": lambda: tag.runpath,
-                        "DT_SONAME": lambda: tag.soname,
-                    }.get(tag.entry.d_tag, lambda: tag.entry.d_val)()
+                    named = {
+                        "DT_NEEDED": "needed",
+                        "DT_RPATH": "rpath",
+                        "DT_RUNPATH": "runpath",
+                        "DT_SONAME": "soname",
+                    }.get(tag.entry.d_tag)
+                    value = getattr(tag, named) if named else tag.entry.d_val
                     tags.setdefault(tag.entry.d_tag, []).append(value)
     return tags
 

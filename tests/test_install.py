@@ -39,7 +39,9 @@ def streamkit_tree(tmp_path: Path, native_libs) -> Path:
     gain = root / "examples" / "plugins" / "gain-native"
     (gain / "target" / "release").mkdir(parents=True)
     (gain / "Cargo.toml").write_text('[package]\nname = "gain-plugin-native"\nversion = "0.1.0"\n')
-    shutil.copyfile(native_libs.good_c_other, gain / "target" / "release" / "libgain_plugin_native.so")
+    shutil.copyfile(
+        native_libs.good_c_other, gain / "target" / "release" / "libgain_plugin_native.so"
+    )
     common = root / "plugins" / "native" / "common"
     common.mkdir(parents=True)
     (common / "Cargo.toml").write_text('[package]\nname = "common"\nversion = "0.1.0"\n')
@@ -57,7 +59,11 @@ def snapshot(directory: Path) -> dict[str, tuple[int, int, bytes]]:
     for path in sorted(directory.rglob("*")):
         if path.is_file() and not path.is_symlink():
             info = path.stat()
-            result[str(path.relative_to(directory))] = (info.st_ino, info.st_mtime_ns, path.read_bytes())
+            result[str(path.relative_to(directory))] = (
+                info.st_ino,
+                info.st_mtime_ns,
+                path.read_bytes(),
+            )
     return result
 
 
@@ -65,7 +71,9 @@ def bundle(root: Path, plugin_id: str) -> Path:
     return root / ".plugins" / "native" / plugin_id
 
 
-def test_streamkit_shaped_tree_installs_every_built_plugin_with_a_generated_manifest(streamkit_tree: Path) -> None:
+def test_streamkit_shaped_tree_installs_every_built_plugin_with_a_generated_manifest(
+    streamkit_tree: Path,
+) -> None:
     code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     native = streamkit_tree / ".plugins" / "native"
@@ -82,7 +90,10 @@ def test_streamkit_shaped_tree_installs_every_built_plugin_with_a_generated_mani
         assert "artifact" not in manifest
     gain = yaml.safe_load((native / "gain-native" / "plugin.yml").read_text())
     assert (gain["id"], gain["node_kind"], gain["version"], gain["entrypoint"]) == (
-        "gain-native", "gain", "0.1.0", "libgain_plugin_native.so"
+        "gain-native",
+        "gain",
+        "0.1.0",
+        "libgain_plugin_native.so",
     )
     assert "4 installed" in out
     assert "check: the loader will accept" in out
@@ -108,7 +119,9 @@ def test_rerun_with_nothing_changed_rewrites_nothing(streamkit_tree: Path) -> No
     assert "installed" not in out.replace("not installed", "")
 
 
-def test_rerun_without_the_state_file_compares_bytes_and_still_rewrites_nothing(streamkit_tree: Path) -> None:
+def test_rerun_without_the_state_file_compares_bytes_and_still_rewrites_nothing(
+    streamkit_tree: Path,
+) -> None:
     run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     before = snapshot(streamkit_tree / ".plugins" / "native")
     (streamkit_tree / ".plugins" / ".plugin-packaging" / "state.json").unlink()
@@ -154,7 +167,9 @@ def test_a_bundle_left_by_the_old_recipe_is_taken_over_and_cleaned(streamkit_tre
     assert (old / "libpocket_tts.so").read_bytes() != b"stale build"
 
 
-def test_unbuilt_plugin_is_reported_with_the_path_looked_for_and_gets_no_directory(streamkit_tree: Path) -> None:
+def test_unbuilt_plugin_is_reported_with_the_path_looked_for_and_gets_no_directory(
+    streamkit_tree: Path,
+) -> None:
     (streamkit_tree / "target" / "plugins" / "release" / "libpocket_tts.so").unlink()
     code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
@@ -167,25 +182,37 @@ def test_unbuilt_plugin_is_reported_with_the_path_looked_for_and_gets_no_directo
 
 def test_unbuilt_plugin_fails_with_require_all_or_when_named_by_only(streamkit_tree: Path) -> None:
     (streamkit_tree / "target" / "plugins" / "release" / "libpocket_tts.so").unlink()
-    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--require-all")
+    code, out = run_in_process(
+        "copy-plugins-native", "--root", str(streamkit_tree), "--require-all"
+    )
     assert code == 1
     assert "artifact-missing" in out and "libpocket_tts.so" in out
     assert bundle(streamkit_tree, "aac-encoder").is_dir()  # the others still installed
-    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--only", "pocket-tts")
+    code, out = run_in_process(
+        "copy-plugins-native", "--root", str(streamkit_tree), "--only", "pocket-tts"
+    )
     assert code == 1
     assert "Traceback" not in out
 
 
 def test_only_installs_just_the_named_plugins(streamkit_tree: Path) -> None:
     code, out = run_in_process(
-        "copy-plugins-native", "--root", str(streamkit_tree), "--only", "servo", "--only", "gain-native"
+        "copy-plugins-native",
+        "--root",
+        str(streamkit_tree),
+        "--only",
+        "servo",
+        "--only",
+        "gain-native",
     )
     assert code == 0, out
     assert sorted(os.listdir(streamkit_tree / ".plugins" / "native")) == ["gain-native", "servo"]
 
 
 def test_only_with_an_unknown_id_names_the_known_ones(streamkit_tree: Path) -> None:
-    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--only", "whisper")
+    code, out = run_in_process(
+        "copy-plugins-native", "--root", str(streamkit_tree), "--only", "whisper"
+    )
     assert code == 2
     assert "whisper" in out and "aac-encoder" in out and "Traceback" not in out
 
@@ -200,9 +227,13 @@ def test_dry_run_changes_nothing(streamkit_tree: Path) -> None:
     assert "dry run" in out
 
 
-def test_dry_run_over_an_installed_tree_shows_updates_and_changes_nothing(streamkit_tree: Path, native_libs) -> None:
+def test_dry_run_over_an_installed_tree_shows_updates_and_changes_nothing(
+    streamkit_tree: Path, native_libs
+) -> None:
     run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
-    shutil.copyfile(native_libs.good_rust, streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so")
+    shutil.copyfile(
+        native_libs.good_rust, streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so"
+    )
     before = snapshot(streamkit_tree)
     code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--dry-run")
     assert code == 0, out
@@ -210,7 +241,9 @@ def test_dry_run_over_an_installed_tree_shows_updates_and_changes_nothing(stream
     assert "would update" in out
 
 
-def test_a_broken_manifest_fails_that_plugin_only_and_keeps_its_installed_copy(streamkit_tree: Path) -> None:
+def test_a_broken_manifest_fails_that_plugin_only_and_keeps_its_installed_copy(
+    streamkit_tree: Path,
+) -> None:
     run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     servo_before = snapshot(bundle(streamkit_tree, "servo"))
     manifest = streamkit_tree / "plugins" / "native" / "servo" / "plugin.yml"
@@ -239,7 +272,9 @@ def test_invalid_yaml_names_the_file_and_line(streamkit_tree: Path) -> None:
     assert bundle(streamkit_tree, "aac-encoder").is_dir()
 
 
-def test_bare_library_in_native_dir_fails_the_post_install_check(streamkit_tree: Path, native_libs) -> None:
+def test_bare_library_in_native_dir_fails_the_post_install_check(
+    streamkit_tree: Path, native_libs
+) -> None:
     native = streamkit_tree / ".plugins" / "native"
     native.mkdir(parents=True)
     shutil.copyfile(native_libs.good_c, native / "libleftover.so")
@@ -260,11 +295,18 @@ def test_settings_come_from_invoke_yaml_env_and_flags_in_that_order(
     assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     assert (streamkit_tree / "from-env" / "native" / "servo").is_dir()
     flag_dir = streamkit_tree / "from-flag"
-    assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--plugins-dir", str(flag_dir))[0] == 0
+    assert (
+        run_in_process(
+            "copy-plugins-native", "--root", str(streamkit_tree), "--plugins-dir", str(flag_dir)
+        )[0]
+        == 0
+    )
     assert (flag_dir / "native" / "servo").is_dir()
 
 
-def test_extras_from_invoke_yaml_add_plugins_and_enabled_false_removes_a_default(streamkit_tree: Path, native_libs) -> None:
+def test_extras_from_invoke_yaml_add_plugins_and_enabled_false_removes_a_default(
+    streamkit_tree: Path, native_libs
+) -> None:
     shutil.copyfile(native_libs.good_c, streamkit_tree / "libextra_thing.so")
     (streamkit_tree / "invoke.yaml").write_text(
         "plugins:\n"
@@ -283,12 +325,24 @@ def test_extras_from_invoke_yaml_add_plugins_and_enabled_false_removes_a_default
     assert yaml.safe_load((native / "extra-thing" / "plugin.yml").read_text())["version"] == "1.2.3"
 
 
-@pytest.mark.parametrize(("platform", "name"), [("macos", "libaac_encoder.dylib"), ("windows", "aac_encoder.dll")])
-def test_platform_selects_the_library_naming(streamkit_tree: Path, platform: str, name: str) -> None:
+@pytest.mark.parametrize(
+    ("platform", "name"), [("macos", "libaac_encoder.dylib"), ("windows", "aac_encoder.dll")]
+)
+def test_platform_selects_the_library_naming(
+    streamkit_tree: Path, platform: str, name: str
+) -> None:
     release = streamkit_tree / "target" / "plugins" / "release"
     shutil.copyfile(release / "libaac_encoder.so", release / name)
-    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--platform", platform,
-                               "--only", "aac-encoder", "--no-check")
+    code, out = run_in_process(
+        "copy-plugins-native",
+        "--root",
+        str(streamkit_tree),
+        "--platform",
+        platform,
+        "--only",
+        "aac-encoder",
+        "--no-check",
+    )
     assert code == 0, out
     installed = bundle(streamkit_tree, "aac-encoder")
     assert sorted(os.listdir(installed)) == sorted([name, "plugin.yml"])
@@ -306,7 +360,9 @@ def test_orphaned_bundles_are_reported_and_removed_only_with_prune(streamkit_tre
     assert not bundle(streamkit_tree, "servo").exists()
 
 
-def test_killed_mid_copy_leaves_the_old_bundle_and_the_next_run_repairs(streamkit_tree: Path) -> None:
+def test_killed_mid_copy_leaves_the_old_bundle_and_the_next_run_repairs(
+    streamkit_tree: Path,
+) -> None:
     """SIGKILL while a big library is being staged: the live bundle stays complete."""
     run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     old = snapshot(bundle(streamkit_tree, "servo"))
@@ -317,14 +373,23 @@ def test_killed_mid_copy_leaves_the_old_bundle_and_the_next_run_repairs(streamki
         handle.write(b"end")
     staging = streamkit_tree / ".plugins" / ".plugin-packaging" / "staging"
     process = subprocess.Popen(
-        [*PLUGIN_PACKAGING, "copy-plugins-native", "--root", str(streamkit_tree), "--only", "servo"],
+        [
+            *PLUGIN_PACKAGING,
+            "copy-plugins-native",
+            "--root",
+            str(streamkit_tree),
+            "--only",
+            "servo",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            partial = [p for p in staging.glob("*/libservo_web.so") if 0 < _size(p) < built.stat().st_size]
+            partial = [
+                p for p in staging.glob("*/libservo_web.so") if 0 < _size(p) < built.stat().st_size
+            ]
             if partial:
                 break
             assert process.poll() is None, "the install finished before it could be interrupted"
@@ -336,11 +401,15 @@ def test_killed_mid_copy_leaves_the_old_bundle_and_the_next_run_repairs(streamki
         process.wait()
     assert snapshot(bundle(streamkit_tree, "servo")) == old  # old complete bundle, untouched
     assert os.listdir(staging)  # the leftover is still there ...
-    code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree), "--only", "servo")
+    code, out = run_in_process(
+        "copy-plugins-native", "--root", str(streamkit_tree), "--only", "servo"
+    )
     assert code == 0, out
     assert "repair" in out
     assert os.listdir(staging) == []  # ... until the next run cleans it up
-    assert (bundle(streamkit_tree, "servo") / "libservo_web.so").stat().st_size == built.stat().st_size
+    assert (
+        bundle(streamkit_tree, "servo") / "libservo_web.so"
+    ).stat().st_size == built.stat().st_size
 
 
 def _size(path: Path) -> int:
@@ -355,7 +424,9 @@ def test_the_command_works_from_another_directory(streamkit_tree: Path, tmp_path
     elsewhere.mkdir()
     result = subprocess.run(
         [*PLUGIN_PACKAGING, "copy-plugins-native", "--root", str(streamkit_tree)],
-        cwd=elsewhere, capture_output=True, text=True,
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert bundle(streamkit_tree, "aac-encoder").is_dir()
@@ -373,14 +444,37 @@ def test_installed_wheel_works_outside_the_checkout(streamkit_tree: Path, tmp_pa
         shutil.copytree(repo / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
     )
     target = tmp_path / "site"
     (wheel,) = wheels.glob("plugin_packaging-*.whl")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
     )
     code = (
         "import sys, pathlib; sys.path.insert(0, sys.argv.pop(1)); import plugin_packaging.templates as t;"
@@ -388,8 +482,18 @@ def test_installed_wheel_works_outside_the_checkout(streamkit_tree: Path, tmp_pa
         "from plugin_packaging.cli import main; main()"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, str(target), "copy-plugins-native", "--root", str(streamkit_tree)],
-        cwd=tmp_path, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(target),
+            "copy-plugins-native",
+            "--root",
+            str(streamkit_tree),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     manifest = (bundle(streamkit_tree, "servo") / "plugin.yml").read_text()

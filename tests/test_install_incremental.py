@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 import yaml
 from cli import run_in_process
-
 from test_install import bundle, count_lines, streamkit_tree  # noqa: F401  (fixture)
 
 STATE = Path(".plugins") / ".plugin-packaging" / "state.json"
 
 
 def test_a_rebuilt_library_is_reinstalled_without_rendering_the_manifest_again(
-    streamkit_tree: Path, native_libs, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    streamkit_tree: Path,
+    native_libs,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     manifest_before = (bundle(streamkit_tree, "servo") / "plugin.yml").read_text()
@@ -31,7 +32,7 @@ def test_a_rebuilt_library_is_reinstalled_without_rendering_the_manifest_again(
     def no_rendering(*args: object, **kwargs: object) -> str:
         raise AssertionError("the manifest was rendered although only the library changed")
 
-    monkeypatch.setattr("plugin_packaging.manifest.render_manifest", no_rendering)
+    monkeypatch.setattr("plugin_packaging.sources.plugin_yml.render_manifest", no_rendering)
     code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     assert (bundle(streamkit_tree, "servo") / "libservo_web.so").read_bytes() == built.read_bytes()
@@ -40,7 +41,7 @@ def test_a_rebuilt_library_is_reinstalled_without_rendering_the_manifest_again(
 
 
 def test_an_edited_source_manifest_updates_plugin_yml_and_keeps_the_library_file(
-    streamkit_tree: Path,  # noqa: F811
+    streamkit_tree: Path,
 ) -> None:
     assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     library = bundle(streamkit_tree, "servo") / "libservo_web.so"
@@ -57,7 +58,7 @@ def test_an_edited_source_manifest_updates_plugin_yml_and_keeps_the_library_file
     assert count_lines(out, "updated") == 1 and count_lines(out, "up to date") == 3
 
 
-def test_a_version_bump_in_the_workspace_cargo_toml_is_noticed(streamkit_tree: Path) -> None:  # noqa: F811
+def test_a_version_bump_in_the_workspace_cargo_toml_is_noticed(streamkit_tree: Path) -> None:
     source = streamkit_tree / "plugins" / "native" / "servo"
     manifest = yaml.safe_load((source / "plugin.yml").read_text())
     del manifest["version"]
@@ -66,7 +67,9 @@ def test_a_version_bump_in_the_workspace_cargo_toml_is_noticed(streamkit_tree: P
         '[package]\nname = "servo"\nversion.workspace = true\n\n[lib]\nname = "servo_web"\n'
     )
     workspace = streamkit_tree / "plugins" / "native" / "Cargo.toml"
-    workspace.write_text('[workspace]\nmembers = ["servo"]\n\n[workspace.package]\nversion = "0.2.0"\n')
+    workspace.write_text(
+        '[workspace]\nmembers = ["servo"]\n\n[workspace.package]\nversion = "0.2.0"\n'
+    )
     assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     workspace.write_text(workspace.read_text().replace('"0.2.0"', '"0.3.0"'))
     code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
@@ -75,7 +78,7 @@ def test_a_version_bump_in_the_workspace_cargo_toml_is_noticed(streamkit_tree: P
     assert installed["version"] == "0.3.0"
 
 
-def test_a_run_that_changes_nothing_does_not_rewrite_the_state_file(streamkit_tree: Path) -> None:  # noqa: F811
+def test_a_run_that_changes_nothing_does_not_rewrite_the_state_file(streamkit_tree: Path) -> None:
     assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     state = streamkit_tree / STATE
     before = state.stat()
@@ -85,7 +88,7 @@ def test_a_run_that_changes_nothing_does_not_rewrite_the_state_file(streamkit_tr
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
-def test_a_damaged_manifest_cache_renders_again(streamkit_tree: Path, native_libs) -> None:  # noqa: F811
+def test_a_damaged_manifest_cache_renders_again(streamkit_tree: Path, native_libs) -> None:
     assert run_in_process("copy-plugins-native", "--root", str(streamkit_tree))[0] == 0
     state = streamkit_tree / STATE
     document = yaml.safe_load(state.read_text())  # JSON is YAML
@@ -93,7 +96,9 @@ def test_a_damaged_manifest_cache_renders_again(streamkit_tree: Path, native_lib
     import json
 
     state.write_text(json.dumps(document))
-    shutil.copyfile(native_libs.good_rust, streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so")
+    shutil.copyfile(
+        native_libs.good_rust, streamkit_tree / "target" / "plugins" / "release" / "libservo_web.so"
+    )
     code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
     assert code == 0, out
     installed = yaml.safe_load((bundle(streamkit_tree, "servo") / "plugin.yml").read_text())
@@ -101,7 +106,8 @@ def test_a_damaged_manifest_cache_renders_again(streamkit_tree: Path, native_lib
 
 
 def test_the_template_name_the_quick_check_signs_is_the_one_rendered() -> None:
-    from plugin_packaging import install, manifest
+    from plugin_packaging.install import run as install
+    from plugin_packaging.sources import plugin_yml as manifest
 
     assert install._TEMPLATE_FILE == manifest.TEMPLATE_NAME
     assert install._packaged_template().is_file()

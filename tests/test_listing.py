@@ -11,8 +11,8 @@ import pytest
 import yaml
 from cli import run_in_process
 
-from plugin_packaging.install import install_plugins
-from plugin_packaging.listing import JSON_FORMAT_VERSION, list_plugins, render_plugin_table
+from plugin_packaging.install.listing import JSON_FORMAT_VERSION, list_plugins, render_plugin_table
+from plugin_packaging.install.run import install_plugins
 from plugin_packaging.settings import Settings
 
 
@@ -40,8 +40,14 @@ def every_status(sample_tree: Path, native_libs) -> Path:
     ghost.mkdir()
     (ghost / "plugin.yml").write_text(
         yaml.safe_dump(
-            {"id": "ghost", "version": "0.3.0", "node_kind": "ghost", "kind": "native",
-             "entrypoint": "libghost.so", "artifact": "target/plugins/release/libghost.so"}
+            {
+                "id": "ghost",
+                "version": "0.3.0",
+                "node_kind": "ghost",
+                "kind": "native",
+                "entrypoint": "libghost.so",
+                "artifact": "target/plugins/release/libghost.so",
+            }
         )
     )
     native = sample_tree / ".plugins/native"
@@ -49,8 +55,15 @@ def every_status(sample_tree: Path, native_libs) -> Path:
     (native / "foreign").mkdir()
     shutil.copyfile(native_libs.good_c_other, native / "foreign/libforeign.so")
     (native / "foreign/plugin.yml").write_text(
-        yaml.safe_dump({"id": "foreign", "version": "2.0.0", "node_kind": "fixture_other", "kind": "native",
-                        "entrypoint": "libforeign.so"})
+        yaml.safe_dump(
+            {
+                "id": "foreign",
+                "version": "2.0.0",
+                "node_kind": "fixture_other",
+                "kind": "native",
+                "entrypoint": "libforeign.so",
+            }
+        )
     )
     # A bare library from the flat layout.
     shutil.copyfile(native_libs.good_c, native / "libold_flat.so")
@@ -59,7 +72,9 @@ def every_status(sample_tree: Path, native_libs) -> Path:
 
 
 def test_every_status_is_listed_as_json(every_status: Path) -> None:
-    code, out = run_in_process("list-plugins-native", "--root", str(every_status), "--format", "json")
+    code, out = run_in_process(
+        "list-plugins-native", "--root", str(every_status), "--format", "json"
+    )
     assert code == 0, out
     document = json.loads(out)
     assert document["version"] == JSON_FORMAT_VERSION
@@ -73,17 +88,29 @@ def test_every_status_is_listed_as_json(every_status: Path) -> None:
         "old_flat": "bare",
     }
     tone = rows["tone-generator"]
-    assert (tone["node_kind"], tone["version"], tone["source"]) == ("tone", "0.2.0", "plugins/native/tone-generator/plugin.yml")
+    assert (tone["node_kind"], tone["version"], tone["source"]) == (
+        "tone",
+        "0.2.0",
+        "plugins/native/tone-generator/plugin.yml",
+    )
     assert tone["artifact"] == "target/plugins/release/libtone_gen.so"
     assert tone["installed"] == str(every_status / ".plugins/native/tone-generator")
     assert tone["library"] == "libtone_gen.so"
     # gain-native has no plugin.yml: kind from the built-in extra, version from its Cargo.toml.
     gain = rows["gain-native"]
-    assert (gain["node_kind"], gain["version"], gain["source"]) == ("gain", "0.1.0", "plugins.extras.gain-native")
+    assert (gain["node_kind"], gain["version"], gain["source"]) == (
+        "gain",
+        "0.1.0",
+        "plugins.extras.gain-native",
+    )
     assert gain["installed"] is None
     assert (rows["ghost"]["version"], rows["ghost"]["installed"]) == ("0.3.0", None)
     foreign = rows["foreign"]
-    assert (foreign["node_kind"], foreign["version"], foreign["library"]) == ("fixture_other", "2.0.0", "libforeign.so")
+    assert (foreign["node_kind"], foreign["version"], foreign["library"]) == (
+        "fixture_other",
+        "2.0.0",
+        "libforeign.so",
+    )
     assert foreign["source"] is None
     assert rows["old_flat"]["installed"] == str(every_status / ".plugins/native/libold_flat.so")
     assert document["errors"] == []
@@ -101,8 +128,14 @@ def test_the_table_has_a_row_per_plugin_and_says_what_to_do(every_status: Path) 
     assert "not built" in by_id["ghost"]
     assert "installed, no source here" in by_id["foreign"]
     assert "bare file, not loaded" in by_id["old_flat"]
-    assert "  old_flat: the loader skips libraries directly in native/; run migrate-plugins-native" in lines
-    assert any(line.startswith("  volume-c: ") and "copy-plugins-native updates it" in line for line in lines)
+    assert (
+        "  old_flat: the loader skips libraries directly in native/; run migrate-plugins-native"
+        in lines
+    )
+    assert any(
+        line.startswith("  volume-c: ") and "copy-plugins-native updates it" in line
+        for line in lines
+    )
     # Columns line up: every row starts its status where the header's STATUS starts.
     column = lines[0].index("STATUS")
     assert all(line[column - 2 : column] == "  " for line in lines[1:7])
@@ -113,9 +146,13 @@ def test_stale_means_exactly_what_copy_would_update(every_status: Path) -> None:
     listing = list_plugins(settings)
     planned = {a.id: a.action for a in install_plugins(settings, dry_run=True).actions}
     listed = {p.id: p.status for p in listing.plugins}
-    assert [i for i, action in planned.items() if action == "update"] == [i for i, s in listed.items() if s == "stale"]
+    assert [i for i, action in planned.items() if action == "update"] == [
+        i for i, s in listed.items() if s == "stale"
+    ]
     # (The bare file fails copy's post-install check; that is not what this test is about.)
-    code, out = run_in_process("copy-plugins-native", "--root", str(every_status), "--only", "volume-c", "--no-check")
+    code, out = run_in_process(
+        "copy-plugins-native", "--root", str(every_status), "--only", "volume-c", "--no-check"
+    )
     assert code == 0, out
     assert {p.id: p.status for p in list_plugins(settings).plugins}["volume-c"] == "up-to-date"
 
@@ -137,7 +174,9 @@ def test_a_not_built_plugin_with_an_installed_copy_says_so(sample_tree: Path) ->
     assert "not built, installed" in render_plugin_table(list_plugins(settings))
 
 
-def test_a_broken_source_manifest_is_reported_the_rest_listed_and_the_exit_is_1(sample_tree: Path) -> None:
+def test_a_broken_source_manifest_is_reported_the_rest_listed_and_the_exit_is_1(
+    sample_tree: Path,
+) -> None:
     broken = sample_tree / "plugins/native/broken"
     broken.mkdir()
     (broken / "plugin.yml").write_text("id: broken\nversion: [unclosed\n")
@@ -145,7 +184,9 @@ def test_a_broken_source_manifest_is_reported_the_rest_listed_and_the_exit_is_1(
     assert code == 1
     assert "plugins/native/broken/plugin.yml" in out
     assert "tone-generator" in out and "gain-native" in out
-    code, out = run_in_process("list-plugins-native", "--root", str(sample_tree), "--format", "json")
+    code, out = run_in_process(
+        "list-plugins-native", "--root", str(sample_tree), "--format", "json"
+    )
     document = json.loads(out)
     assert code == 1
     assert [e["path"] for e in document["errors"]] == [str(broken / "plugin.yml")]
@@ -155,10 +196,14 @@ def test_an_empty_checkout_lists_nothing_and_succeeds(tmp_path: Path) -> None:
     code, out = run_in_process("list-plugins-native", "--root", str(tmp_path), "--format", "json")
     assert code == 0, out
     # gain-native is a built-in extra: declared even where its crate does not exist.
-    assert [(r["id"], r["status"]) for r in json.loads(out)["plugins"]] == [("gain-native", "not-built")]
+    assert [(r["id"], r["status"]) for r in json.loads(out)["plugins"]] == [
+        ("gain-native", "not-built")
+    ]
 
 
 def test_an_unknown_format_is_a_usage_error(sample_tree: Path) -> None:
-    code, out = run_in_process("list-plugins-native", "--root", str(sample_tree), "--format", "yaml")
+    code, out = run_in_process(
+        "list-plugins-native", "--root", str(sample_tree), "--format", "yaml"
+    )
     assert code == 2
     assert "--format must be text or json" in out

@@ -9,9 +9,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugin_packaging.cargo import CrateInfo
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.manifest import SERVER_KEYS, generate_manifest, render_manifest
+from plugin_packaging.sources.cargo import CrateInfo
+from plugin_packaging.sources.plugin_yml import SERVER_KEYS, generate_manifest, render_manifest
 
 AAC_SOURCE = {
     "id": "aac-encoder",
@@ -30,7 +30,9 @@ AAC_SOURCE = {
 }
 
 
-def generate(source: dict, *, entrypoint: str = "libaac_encoder.so", crate: CrateInfo | None = None):
+def generate(
+    source: dict, *, entrypoint: str = "libaac_encoder.so", crate: CrateInfo | None = None
+):
     return generate_manifest(
         source,
         origin="plugins/native/aac-encoder/plugin.yml",
@@ -66,7 +68,9 @@ def test_entrypoint_is_the_installed_file_name_for_the_platform() -> None:
 
 def test_missing_metadata_comes_from_the_crate() -> None:
     source = {k: v for k, v in AAC_SOURCE.items() if k not in ("version", "description", "license")}
-    crate = CrateInfo(Path("Cargo.toml"), "aac-encoder", "0.4.2", "from cargo", "MIT", None, None, None)
+    crate = CrateInfo(
+        Path("Cargo.toml"), "aac-encoder", "0.4.2", "from cargo", "MIT", None, None, None
+    )
     data = generate(source, crate=crate).data
     assert (data["version"], data["description"], data["license"]) == ("0.4.2", "from cargo", "MIT")
 
@@ -79,9 +83,26 @@ def test_version_differing_from_the_crate_is_reported_and_the_manifest_wins() ->
 
 
 def test_nested_models_and_assets_are_kept() -> None:
-    assets = [{"type_id": "slint-file", "label": "Slint", "extensions": ["slint"], "max_size_bytes": 65536}]
-    models = [{"id": "base", "source": "huggingface", "repo_id": "x/y", "files": ["a.bin"], "default": True}]
-    data = yaml.safe_load(render_manifest(generate({**AAC_SOURCE, "assets": assets, "models": models})))
+    assets = [
+        {
+            "type_id": "slint-file",
+            "label": "Slint",
+            "extensions": ["slint"],
+            "max_size_bytes": 65536,
+        }
+    ]
+    models = [
+        {
+            "id": "base",
+            "source": "huggingface",
+            "repo_id": "x/y",
+            "files": ["a.bin"],
+            "default": True,
+        }
+    ]
+    data = yaml.safe_load(
+        render_manifest(generate({**AAC_SOURCE, "assets": assets, "models": models}))
+    )
     assert data["assets"] == assets
     assert data["models"] == models
 
@@ -112,10 +133,40 @@ def test_a_float_version_error_says_how_to_quote_it() -> None:
 
 # Text that YAML likes to reinterpret: versions, booleans, nulls, indicators, any Unicode.
 tricky_words = st.sampled_from(
-    ["0.10", "1e3", "yes", "no", "on", "off", "null", "~", "true", "-", "*a", "&b", "!tag", "# c",
-     "key: value", "'", '"', "|", ">", "%", "@", "`", "{", "[", "0x1F", "012", ".inf", "2026-11-25"]
+    [
+        "0.10",
+        "1e3",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "null",
+        "~",
+        "true",
+        "-",
+        "*a",
+        "&b",
+        "!tag",
+        "# c",
+        "key: value",
+        "'",
+        '"',
+        "|",
+        ">",
+        "%",
+        "@",
+        "`",
+        "{",
+        "[",
+        "0x1F",
+        "012",
+        ".inf",
+        "2026-11-25",
+    ]
 )
-any_text = st.one_of(tricky_words, st.text(min_size=1), st.text(alphabet=st.characters(codec="utf-8"), min_size=1))
+any_text = st.one_of(
+    tricky_words, st.text(min_size=1), st.text(alphabet=st.characters(codec="utf-8"), min_size=1)
+)
 semver = st.builds(lambda a, b, c: f"{a}.{b}.{c}", *(st.integers(0, 99) for _ in range(3)))
 
 
@@ -130,11 +181,23 @@ semver = st.builds(lambda a, b, c: f"{a}.{b}.{c}", *(st.integers(0, 99) for _ in
     extensions=st.lists(any_text, max_size=3),
 )
 def test_rendered_manifest_loads_back_to_exactly_the_intended_data(
-    name: str, description: str, license: str, homepage: str, version: str, node_kind: str, extensions: list
+    name: str,
+    description: str,
+    license: str,
+    homepage: str,
+    version: str,
+    node_kind: str,
+    extensions: list,
 ) -> None:
     source = {
-        "id": "p", "name": name, "version": version, "node_kind": node_kind, "kind": "native",
-        "description": description, "license": license, "homepage": homepage,
+        "id": "p",
+        "name": name,
+        "version": version,
+        "node_kind": node_kind,
+        "kind": "native",
+        "description": description,
+        "license": license,
+        "homepage": homepage,
         "assets": [{"type_id": "t", "label": name, "extensions": extensions}],
     }
     manifest = generate(source, entrypoint="libp.so")

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from cli import run_in_process
 
-from plugin_packaging.install import install_plugins
-from plugin_packaging.migrate import migrate_plugins, plan_migration, render_migration_plan
+from plugin_packaging.install.migrate import migrate_plugins, plan_migration, render_migration_plan
+from plugin_packaging.install.run import install_plugins
 from plugin_packaging.settings import Settings
 
 TONE = "target/plugins/release/libtone_gen.so"
@@ -36,10 +36,18 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
     for directory, names, files in os.walk(root):
         names[:] = [n for n in names if n != ".plugin-packaging"]
         for name in names:
-            found[str(Path(directory, name).relative_to(root))] = (Path(directory, name).lstat().st_ino, 0, 0)
+            found[str(Path(directory, name).relative_to(root))] = (
+                Path(directory, name).lstat().st_ino,
+                0,
+                0,
+            )
         for name in files:
             info = Path(directory, name).lstat()
-            found[str(Path(directory, name).relative_to(root))] = (info.st_ino, info.st_size, info.st_mtime_ns)
+            found[str(Path(directory, name).relative_to(root))] = (
+                info.st_ino,
+                info.st_size,
+                info.st_mtime_ns,
+            )
     return found
 
 
@@ -52,7 +60,9 @@ def flat_tree(sample_tree: Path, native_libs) -> Path:
     # <stem>.plugin.yml.
     shutil.copy2(sample_tree / TONE, native / "libtone_gen.so")
     shutil.copy2(sample_tree / TONE, native / "libtone_gen.so.1")
-    shutil.copy2(sample_tree / "plugins/native/tone-generator/plugin.yml", native / "tone_gen.plugin.yml")
+    shutil.copy2(
+        sample_tree / "plugins/native/tone-generator/plugin.yml", native / "tone_gen.plugin.yml"
+    )
     shutil.copy2(sample_tree / VOLUME, native / "libvolume_c.so")
     # A plugin uploaded to the server: no source in this checkout, its own manifest.
     shutil.copy2(native_libs.good_c, native / "libpocket_tts.so")
@@ -74,21 +84,34 @@ def test_dry_run_prints_the_plan_and_changes_nothing(flat_tree: Path) -> None:
         "plugins/native/tone-generator/plugin.yml"
     ) in out
     assert "            remove tone_gen.plugin.yml (superseded by the bundle's plugin.yml)" in out
-    assert "  move      libpocket_tts.so -> pocket_tts/libpocket_tts.so + plugin.yml (was pocket_tts.plugin.yml)" in out
+    assert (
+        "  move      libpocket_tts.so -> pocket_tts/libpocket_tts.so + plugin.yml (was pocket_tts.plugin.yml)"
+        in out
+    )
     assert "  leave     libtone_gen.so.1: versioned copy of libtone_gen.so" in out
     assert "  leave     libfdk-aac.so.2: versioned name, never opened by the loader" in out
     assert "README.txt" not in out
     assert out.rstrip().endswith("dry run: nothing was changed")
 
 
-def test_flat_layout_becomes_one_bundle_per_plugin_and_the_checker_accepts_it(flat_tree: Path) -> None:
+def test_flat_layout_becomes_one_bundle_per_plugin_and_the_checker_accepts_it(
+    flat_tree: Path,
+) -> None:
     native = flat_tree / ".plugins/native"
-    originals = {name: (native / name).read_bytes() for name in ("libtone_gen.so", "libvolume_c.so", "libpocket_tts.so")}
+    originals = {
+        name: (native / name).read_bytes()
+        for name in ("libtone_gen.so", "libvolume_c.so", "libpocket_tts.so")
+    }
     old_pocket_manifest = (native / "pocket_tts.plugin.yml").read_bytes()
     code, out = run_in_process("migrate-plugins-native", "--root", str(flat_tree))
     assert code == 0, out
     assert sorted(os.listdir(native)) == [
-        "README.txt", "libfdk-aac.so.2", "libtone_gen.so.1", "pocket_tts", "tone-generator", "volume-c",
+        "README.txt",
+        "libfdk-aac.so.2",
+        "libtone_gen.so.1",
+        "pocket_tts",
+        "tone-generator",
+        "volume-c",
     ]
     assert sorted(os.listdir(native / "tone-generator")) == ["libtone_gen.so", "plugin.yml"]
     assert sorted(os.listdir(native / "volume-c")) == ["libvolume_c.so", "plugin.yml"]
@@ -98,11 +121,19 @@ def test_flat_layout_becomes_one_bundle_per_plugin_and_the_checker_accepts_it(fl
     assert (native / "pocket_tts/libpocket_tts.so").read_bytes() == originals["libpocket_tts.so"]
     # Known source: a generated manifest. No source: the old one, byte for byte.
     tone = yaml.safe_load((native / "tone-generator/plugin.yml").read_text())
-    assert (tone["id"], tone["node_kind"], tone["entrypoint"]) == ("tone-generator", "tone", "libtone_gen.so")
+    assert (tone["id"], tone["node_kind"], tone["entrypoint"]) == (
+        "tone-generator",
+        "tone",
+        "libtone_gen.so",
+    )
     assert "artifact" not in tone
     assert (native / "pocket_tts/plugin.yml").read_bytes() == old_pocket_manifest
     # The plan comes first, then what was done, then the checker's verdict.
-    assert out.index("migration plan for") < out.index("migrated: 3 moved into bundles") < out.index("check: ")
+    assert (
+        out.index("migration plan for")
+        < out.index("migrated: 3 moved into bundles")
+        < out.index("check: ")
+    )
     assert "check: the loader will accept" in out
     assert os.listdir(flat_tree / ".plugins/.plugin-packaging/staging") == []
 
@@ -116,7 +147,9 @@ def test_migrated_bundles_are_exactly_what_copy_plugins_native_installs(flat_tre
     assert actions["volume-c"] == "up-to-date"
 
 
-def test_an_existing_different_bundle_is_a_conflict_and_nothing_changes(flat_tree: Path, native_libs) -> None:
+def test_an_existing_different_bundle_is_a_conflict_and_nothing_changes(
+    flat_tree: Path, native_libs
+) -> None:
     bundle = flat_tree / ".plugins/native/tone-generator"
     bundle.mkdir()
     shutil.copy2(native_libs.good_c_other, bundle / "libtone_gen.so")
@@ -157,13 +190,19 @@ def test_a_run_killed_while_staging_is_cleaned_up_by_the_next(flat_tree: Path) -
     assert code == 0, out
     assert "repair: removed leftover tone-generator..new..x1y2" in out
     assert os.listdir(staging) == []
-    assert sorted(os.listdir(flat_tree / ".plugins/native/tone-generator")) == ["libtone_gen.so", "plugin.yml"]
+    assert sorted(os.listdir(flat_tree / ".plugins/native/tone-generator")) == [
+        "libtone_gen.so",
+        "plugin.yml",
+    ]
 
 
 def test_a_library_with_no_source_and_no_manifest_moves_alone(flat_tree: Path, native_libs) -> None:
     native = flat_tree / ".plugins/native"
     shutil.copy2(native_libs.good_c_other, native / "libmystery.so")
-    moves = {m.library.name: m for m in plan_migration(Settings.from_config({}, root=str(flat_tree))).moves}
+    moves = {
+        m.library.name: m
+        for m in plan_migration(Settings.from_config({}, root=str(flat_tree))).moves
+    }
     assert moves["libmystery.so"].id_origin == "library stem"
     code, out = run_in_process("migrate-plugins-native", "--root", str(flat_tree))
     assert code == 0, out  # a bundle without plugin.yml loads: the checker warns, it does not fail
@@ -199,7 +238,11 @@ def test_a_broken_source_declaration_blocks_guessing_ids_from_stems(flat_tree: P
     plan = plan_migration(Settings.from_config({}, root=str(flat_tree)))
     by_name = {m.library.name: m.action for m in plan.moves}
     # Matched by artifact name: safe. Only a stem guess could collide with the broken one's id.
-    assert by_name == {"libpocket_tts.so": "conflict", "libtone_gen.so": "move", "libvolume_c.so": "move"}
+    assert by_name == {
+        "libpocket_tts.so": "conflict",
+        "libtone_gen.so": "move",
+        "libvolume_c.so": "move",
+    }
     assert plan.source_errors
 
 

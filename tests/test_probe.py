@@ -14,12 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from fixturelib import NATIVE_SRC, build_c_library, build_rust_cdylib, c_string_literal
-from plugin_packaging import probe as probe_module
-from plugin_packaging import probe_child
-from plugin_packaging.errors import PackagingError
-from plugin_packaging.probe import (
+
+from plugin_packaging.check import probe as probe_module
+from plugin_packaging.check import probe_child
+from plugin_packaging.check.probe import (
     PROBE_BAD_KIND,
     PROBE_CRASHED,
     PROBE_LOAD_FAILED,
@@ -34,6 +33,7 @@ from plugin_packaging.probe import (
     probe_libraries,
     probe_library,
 )
+from plugin_packaging.errors import PackagingError
 
 PROBE_SRC = NATIVE_SRC / "probe"
 HANG_TIMEOUT = 1.0
@@ -148,7 +148,14 @@ def test_good_plugin_reports_its_api_version_and_kind(probe_libs: dict[str, Path
         "failure_code": None,
         "stage": None,
     }
-    assert list(result.to_dict()) == ["ok", "api_version", "kind", "failure", "failure_code", "stage"]
+    assert list(result.to_dict()) == [
+        "ok",
+        "api_version",
+        "kind",
+        "failure",
+        "failure_code",
+        "stage",
+    ]
 
 
 def test_the_library_is_never_mapped_into_the_calling_process(probe_libs: dict[str, Path]) -> None:
@@ -172,21 +179,29 @@ def test_relative_path_is_resolved_against_the_callers_directory(
     assert probe_library(Path(library.name)).kind == "probe_ok"
 
 
-def test_api_version_outside_the_host_range_is_reported_with_the_kind(probe_libs: dict[str, Path]) -> None:
+def test_api_version_outside_the_host_range_is_reported_with_the_kind(
+    probe_libs: dict[str, Path],
+) -> None:
     # Judging the version is the checker's job; the probe still reads the kind to name the plugin.
     assert probe_library(probe_libs["api_v5"]) == ProbeResult(True, 5, "probe_v5", None, None, None)
 
 
-def test_entry_function_returning_null_is_reported_at_the_entry_stage(probe_libs: dict[str, Path]) -> None:
+def test_entry_function_returning_null_is_reported_at_the_entry_stage(
+    probe_libs: dict[str, Path],
+) -> None:
     result = probe_library(probe_libs["null_api"])
 
-    assert result == ProbeResult(False, None, None, "entry function returned NULL", PROBE_NULL_API, "entry")
+    assert result == ProbeResult(
+        False, None, None, "entry function returned NULL", PROBE_NULL_API, "entry"
+    )
 
 
 def test_null_metadata_keeps_the_api_version(probe_libs: dict[str, Path]) -> None:
     result = probe_library(probe_libs["null_metadata"])
 
-    assert result == ProbeResult(False, 9, None, "get_metadata returned NULL", PROBE_NULL_METADATA, "metadata")
+    assert result == ProbeResult(
+        False, 9, None, "get_metadata returned NULL", PROBE_NULL_METADATA, "metadata"
+    )
 
 
 def test_kind_that_is_not_utf8_is_a_bad_kind(probe_libs: dict[str, Path]) -> None:
@@ -204,7 +219,9 @@ def test_library_without_the_entry_symbol(probe_libs: dict[str, Path]) -> None:
     assert result.failure == "no entry symbol `streamkit_native_plugin_api`"
 
 
-def test_missing_dependency_fails_the_load_with_the_loaders_message(probe_libs: dict[str, Path]) -> None:
+def test_missing_dependency_fails_the_load_with_the_loaders_message(
+    probe_libs: dict[str, Path],
+) -> None:
     result = probe_library(probe_libs["missing_dependency"])
 
     assert (result.ok, result.failure_code, result.stage) == (False, PROBE_LOAD_FAILED, "load")
@@ -231,7 +248,9 @@ def test_constructor_that_aborts_is_a_crash_while_loading(probe_libs: dict[str, 
 def test_crash_in_get_metadata_is_placed_at_the_metadata_stage(probe_libs: dict[str, Path]) -> None:
     result = probe_library(probe_libs["metadata_crash"])
 
-    assert result == ProbeResult(False, 9, None, "crashed with SIGSEGV in get_metadata", PROBE_CRASHED, "metadata")
+    assert result == ProbeResult(
+        False, 9, None, "crashed with SIGSEGV in get_metadata", PROBE_CRASHED, "metadata"
+    )
 
 
 def test_constructor_that_spins_for_ever_times_out(probe_libs: dict[str, Path]) -> None:
@@ -239,25 +258,35 @@ def test_constructor_that_spins_for_ever_times_out(probe_libs: dict[str, Path]) 
     result = probe_library(probe_libs["ctor_spin"], timeout=HANG_TIMEOUT)
 
     assert time.monotonic() - started < HANG_BOUND_SECONDS
-    assert result == ProbeResult(False, None, None, "timed out after 1.0 s while loading", PROBE_TIMEOUT, "load")
+    assert result == ProbeResult(
+        False, None, None, "timed out after 1.0 s while loading", PROBE_TIMEOUT, "load"
+    )
 
 
-def test_get_metadata_that_never_returns_times_out_at_the_metadata_stage(probe_libs: dict[str, Path]) -> None:
+def test_get_metadata_that_never_returns_times_out_at_the_metadata_stage(
+    probe_libs: dict[str, Path],
+) -> None:
     started = time.monotonic()
     result = probe_library(probe_libs["metadata_hang"], timeout=HANG_TIMEOUT)
 
     assert time.monotonic() - started < HANG_BOUND_SECONDS
-    assert result == ProbeResult(False, 9, None, "timed out after 1.0 s in get_metadata", PROBE_TIMEOUT, "metadata")
+    assert result == ProbeResult(
+        False, 9, None, "timed out after 1.0 s in get_metadata", PROBE_TIMEOUT, "metadata"
+    )
 
 
 def test_constructor_that_calls_exit_zero_is_reported(probe_libs: dict[str, Path]) -> None:
     # exit() in a constructor would end the server as surely as a crash.
     result = probe_library(probe_libs["ctor_exit"])
 
-    assert result == ProbeResult(False, None, None, "exited with status 0 while loading", PROBE_CRASHED, "load")
+    assert result == ProbeResult(
+        False, None, None, "exited with status 0 while loading", PROBE_CRASHED, "load"
+    )
 
 
-def test_forked_grandchild_holding_the_pipes_neither_blocks_nor_survives(probe_libs: dict[str, Path]) -> None:
+def test_forked_grandchild_holding_the_pipes_neither_blocks_nor_survives(
+    probe_libs: dict[str, Path],
+) -> None:
     library = probe_libs["ctor_fork"]
 
     result = probe_library(library)
@@ -267,14 +296,18 @@ def test_forked_grandchild_holding_the_pipes_neither_blocks_nor_survives(probe_l
     assert _wait_until_gone(grandchild), f"grandchild {grandchild} survived the probe"
 
 
-def test_exit_with_a_grandchild_holding_the_pipes_still_returns(probe_libs: dict[str, Path]) -> None:
+def test_exit_with_a_grandchild_holding_the_pipes_still_returns(
+    probe_libs: dict[str, Path],
+) -> None:
     library = probe_libs["ctor_fork_exit"]
     started = time.monotonic()
 
     result = probe_library(library, timeout=HANG_TIMEOUT)
 
     assert time.monotonic() - started < HANG_BOUND_SECONDS
-    assert result == ProbeResult(False, None, None, "exited with status 3 while loading", PROBE_CRASHED, "load")
+    assert result == ProbeResult(
+        False, None, None, "exited with status 3 while loading", PROBE_CRASHED, "load"
+    )
     grandchild = int((library.parent / GRANDCHILD_PID_FILE).read_text())
     assert _wait_until_gone(grandchild), f"grandchild {grandchild} survived the probe"
 
@@ -302,18 +335,26 @@ def test_constructor_runs_confined_in_a_scratch_directory_that_is_removed(
     assert int(report["cpu"]) <= int(3.0 * (os.cpu_count() or 1)) + 2
 
 
-def test_ten_megabytes_on_stdout_and_stderr_do_not_disturb_the_report(probe_libs: dict[str, Path]) -> None:
-    assert probe_library(probe_libs["ctor_flood"]) == ProbeResult(True, 9, "probe_ok", None, None, None)
+def test_ten_megabytes_on_stdout_and_stderr_do_not_disturb_the_report(
+    probe_libs: dict[str, Path],
+) -> None:
+    assert probe_library(probe_libs["ctor_flood"]) == ProbeResult(
+        True, 9, "probe_ok", None, None, None
+    )
 
 
-def test_library_writing_into_the_report_pipe_makes_the_output_invalid(probe_libs: dict[str, Path]) -> None:
+def test_library_writing_into_the_report_pipe_makes_the_output_invalid(
+    probe_libs: dict[str, Path],
+) -> None:
     result = probe_library(probe_libs["ctor_scribble"])
 
     assert (result.ok, result.failure_code, result.stage) == (False, PROBE_OUTPUT_INVALID, "load")
     assert result.failure is not None and "not JSON" in result.failure
 
 
-def test_library_closing_the_report_pipe_makes_the_output_invalid(probe_libs: dict[str, Path]) -> None:
+def test_library_closing_the_report_pipe_makes_the_output_invalid(
+    probe_libs: dict[str, Path],
+) -> None:
     result = probe_library(probe_libs["ctor_close_fds"])
 
     assert result == ProbeResult(
@@ -343,7 +384,12 @@ def test_a_probe_process_that_cannot_reach_the_load_is_a_tool_error(
 
 
 def test_probe_libraries_probes_each_path_once_in_parallel(probe_libs: dict[str, Path]) -> None:
-    paths = [probe_libs["good"], probe_libs["rust"], probe_libs["null_api"], probe_libs["ctor_spin"]]
+    paths = [
+        probe_libs["good"],
+        probe_libs["rust"],
+        probe_libs["null_api"],
+        probe_libs["ctor_spin"],
+    ]
 
     results = probe_libraries([*paths, probe_libs["good"]], timeout=HANG_TIMEOUT, jobs=2)
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.registry import (
+from plugin_packaging.release.registry import (
     MANIFEST_KEYS,
     BundleRef,
     Variant,
@@ -77,9 +77,7 @@ def plugin_yml() -> dict[str, Any]:
     }
 
 
-BUNDLE = BundleRef(
-    url=f"{RELEASE}/whisper-0.3.0-bundle.tar.zst", sha256="a" * 64, size_bytes=48213
-)
+BUNDLE = BundleRef(url=f"{RELEASE}/whisper-0.3.0-bundle.tar.zst", sha256="a" * 64, size_bytes=48213)
 CUDA = Variant("cuda", f"{RELEASE}/whisper-0.3.0-cuda-bundle.tar.zst", "b" * 64, 913377)
 VULKAN = Variant("vulkan", f"{RELEASE}/whisper-0.3.0-vulkan-bundle.tar.zst", "c" * 64, 51002)
 
@@ -241,7 +239,7 @@ SPEC_ORDER = [
 
 
 def test_the_spec_examples_are_in_order() -> None:
-    for lower, higher in zip(SPEC_ORDER, SPEC_ORDER[1:]):
+    for lower, higher in itertools.pairwise(SPEC_ORDER):
         assert compare_versions(lower, higher) == -1, (lower, higher)
         assert compare_versions(higher, lower) == 1, (lower, higher)
     shuffled = SPEC_ORDER[::2] + SPEC_ORDER[1::2]
@@ -286,7 +284,7 @@ def spec_compare(a: str, b: str) -> int:
         return -1 if core_a < core_b else 1
     if not pre_a or not pre_b:
         return (not pre_a) - (not pre_b)
-    for x, y in zip(pre_a, pre_b):
+    for x, y in zip(pre_a, pre_b, strict=False):
         if x == y:
             continue
         if x.isdigit() and y.isdigit():
@@ -336,7 +334,7 @@ def test_comparison_is_transitive(a: str, b: str, c: str) -> None:
 def test_sorting_puts_the_highest_first(candidates: list[str]) -> None:
     ordered = sort_versions_descending(candidates)
     assert sorted(ordered) == sorted(candidates)
-    assert all(compare_versions(x, y) >= 0 for x, y in zip(ordered, ordered[1:]))
+    assert all(compare_versions(x, y) >= 0 for x, y in itertools.pairwise(ordered))
 
 
 @given(versions(), builds)

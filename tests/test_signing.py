@@ -11,7 +11,7 @@ import pytest
 from releaselib import minisign_cli
 
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.signing import (
+from plugin_packaging.release.signing import (
     DEFAULT_PASSWORD_ENV,
     load_secret_key,
     public_key_id,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from plugin_packaging.install import install_plugins
+from plugin_packaging.install.run import install_plugins
 from plugin_packaging.settings import Settings
-from plugin_packaging.sources import SOURCE_MANIFEST_NAMES, find_source_manifests, scan_sources
+from plugin_packaging.sources.scan import SOURCE_MANIFEST_NAMES, find_source_manifests, scan_sources
 
 
 def _touch(path: Path, text: str = "id: x\n") -> None:
@@ -40,7 +40,9 @@ def patterned_tree(tmp_path: Path) -> Path:
         "plugin.yml",
     ):
         _touch(root / relative)
-    _touch(root / "plugins" / "native" / "not-a-directory")  # a file where a plugin directory would be
+    _touch(
+        root / "plugins" / "native" / "not-a-directory"
+    )  # a file where a plugin directory would be
     (root / "elsewhere" / "linked").mkdir(parents=True)
     _touch(root / "elsewhere" / "linked" / "plugin.yml")
     os.symlink(root / "elsewhere" / "linked", root / "plugins" / "native" / "linked")
@@ -64,7 +66,9 @@ def patterned_tree(tmp_path: Path) -> Path:
     ],
 )
 def test_a_pattern_finds_what_path_glob_finds(patterned_tree: Path, pattern: str) -> None:
-    settings = Settings.from_config({"source_patterns": [pattern], "extras": {}}, root=str(patterned_tree))
+    settings = Settings.from_config(
+        {"source_patterns": [pattern], "extras": {}}, root=str(patterned_tree)
+    )
     search = find_source_manifests(settings)
     best: dict[Path, Path] = {}
     for path in sorted(patterned_tree.glob(pattern)):
@@ -118,7 +122,9 @@ def _source(root: Path, directory: str, plugin_id: str, library: Path) -> Path:
     return manifest
 
 
-def test_a_source_that_cannot_be_used_keeps_its_bundle_even_with_prune(tmp_path: Path, native_libs) -> None:
+def test_a_source_that_cannot_be_used_keeps_its_bundle_even_with_prune(
+    tmp_path: Path, native_libs
+) -> None:
     """A broken manifest whose id differs from its directory, and a broken extra: both bundles
     stay, because `--prune` must only remove what no source declares, not what failed to read."""
     root = tmp_path / "checkout"
@@ -126,7 +132,9 @@ def test_a_source_that_cannot_be_used_keeps_its_bundle_even_with_prune(tmp_path:
     _source(root, "gone", "gone", native_libs.good_c_other)
     shutil.copyfile(native_libs.good_c_other, root / "target" / "release" / "libextra.so")
     extra = {"artifact": "target/release/libextra.so", "node_kind": "extra", "version": "0.1.0"}
-    settings = Settings.from_config({"extras": {"extra-one": extra, "gain-native": None}}, root=str(root))
+    settings = Settings.from_config(
+        {"extras": {"extra-one": extra, "gain-native": None}}, root=str(root)
+    )
     first = install_plugins(settings)
     installed = {a.id: a.action for a in first.actions}
     assert installed == {"alpha": "install", "gone": "install", "extra-one": "install"}

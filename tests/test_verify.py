@@ -21,9 +21,17 @@ from fixturelib import (
     build_c_library,
     c_string_literal,
 )
-from releaselib import cli_key_pair, file_info, hand_made_tar, install_library, no_extras, write_source, zst
+from releaselib import (
+    cli_key_pair,
+    file_info,
+    hand_made_tar,
+    install_library,
+    no_extras,
+    write_source,
+    zst,
+)
 
-from plugin_packaging.archive import (
+from plugin_packaging.release.archive import (
     ArchiveLimits,
     ArchiveMember,
     extract_bundle,
@@ -37,7 +45,9 @@ FAKE_CUDART = "libcudart.so.12"
 def cuda_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plugin linked against a fake CUDA runtime (`libcudart.so.12`, beside it), RUNPATH $ORIGIN."""
     directory = tmp_path_factory.mktemp("cuda_plugin")
-    runtime = build_c_library(directory, FAKE_CUDART, source=DEPENDENCY_C_SOURCE, flags=[f"-Wl,-soname,{FAKE_CUDART}"])
+    runtime = build_c_library(
+        directory, FAKE_CUDART, source=DEPENDENCY_C_SOURCE, flags=[f"-Wl,-soname,{FAKE_CUDART}"]
+    )
     return build_c_library(
         directory,
         "libcuda_plugin.so",
@@ -47,8 +57,14 @@ def cuda_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def packaged(tmp_path: Path, library: Path, *, extras: dict[str, Path] | None = None, args: tuple[str, ...] = (),
-             cuda: Path | None = None) -> Path:
+def packaged(
+    tmp_path: Path,
+    library: Path,
+    *,
+    extras: dict[str, Path] | None = None,
+    args: tuple[str, ...] = (),
+    cuda: Path | None = None,
+) -> Path:
     """Package `library` as plugin `demo` 1.0.0 (with `extras`: bundle name -> file); return <out>."""
     root = tmp_path / "tree"
     root.mkdir()
@@ -78,7 +94,9 @@ def verify(*args: str) -> tuple[int, str]:
 def verify_json(*args: str) -> tuple[int, dict]:
     code, out = verify(*args, "--format", "json")
     document = json.loads(out)
-    schema = json.loads(files("plugin_packaging.schemas").joinpath("bundle-report.v1.json").read_text())
+    schema = json.loads(
+        files("plugin_packaging.schemas").joinpath("bundle-report.v1.json").read_text()
+    )
     jsonschema.validate(document, schema)
     return code, document
 
@@ -94,24 +112,45 @@ def test_a_packaged_release_verifies_with_its_registry_and_key(
     tmp_path: Path, native_libs: NativeLibraries
 ) -> None:
     secret, public = cli_key_pair(tmp_path / "keys")
-    dist = packaged(tmp_path, native_libs.vendored_dep,
-                    extras={VENDORED_DEPENDENCY_NAME: native_libs.vendored_dep.parent / VENDORED_DEPENDENCY_NAME},
-                    args=("--signing-key", str(secret)))
-    code, out = verify("--bundles", str(dist / "bundles"), "--registry", str(dist / "registry"),
-                       "--public-key", str(public))
+    dist = packaged(
+        tmp_path,
+        native_libs.vendored_dep,
+        extras={
+            VENDORED_DEPENDENCY_NAME: native_libs.vendored_dep.parent / VENDORED_DEPENDENCY_NAME
+        },
+        args=("--signing-key", str(secret)),
+    )
+    code, out = verify(
+        "--bundles",
+        str(dist / "bundles"),
+        "--registry",
+        str(dist / "registry"),
+        "--public-key",
+        str(public),
+    )
     assert code == 0, out
     assert "demo-1.0.0-bundle.tar.zst  (demo 1.0.0, cpu," in out
     assert out.splitlines()[-1] == "0 errors, 0 warnings, 0 info in 1 bundle: verification passed."
-    code, document = verify_json("--bundles", str(dist / "bundles"), "--registry", str(dist / "registry"))
+    code, document = verify_json(
+        "--bundles", str(dist / "bundles"), "--registry", str(dist / "registry")
+    )
     assert code == 0 and document["findings"] == []  # the registry's own streamkit.pub is used
     assert document["bundles"][0]["members"] == [
-        "libdemo.so", VENDORED_DEPENDENCY_NAME, "manifest.json", "plugin.yml"]
+        "libdemo.so",
+        VENDORED_DEPENDENCY_NAME,
+        "manifest.json",
+        "plugin.yml",
+    ]
     assert document["public_key"].endswith("streamkit.pub")
 
 
-def test_without_a_key_signatures_are_reported_unchecked(tmp_path: Path, native_libs: NativeLibraries) -> None:
+def test_without_a_key_signatures_are_reported_unchecked(
+    tmp_path: Path, native_libs: NativeLibraries
+) -> None:
     dist = packaged(tmp_path, native_libs.good_c)
-    code, document = verify_json("--bundles", str(dist / "bundles"), "--registry", str(dist / "registry"))
+    code, document = verify_json(
+        "--bundles", str(dist / "bundles"), "--registry", str(dist / "registry")
+    )
     assert code == 0
     assert codes(document) == ["registry-signature-unchecked"]
 
@@ -136,13 +175,26 @@ def hostile(tmp_path: Path, tar_bytes: bytes) -> Path:
         (ok("/etc/cron.d/evil", b"x"), "bundle-unsafe-member", "archive-absolute-path"),
         (ok("../evil.so", b"x"), "bundle-unsafe-member", "archive-parent-path"),
         (ok("lib/../../evil.so", b"x"), "bundle-unsafe-member", "archive-parent-path"),
-        ((file_info("libdemo.so", 0, type=tarfile.SYMTYPE, linkname="/lib/libc.so.6"), None),
-         "bundle-unsafe-member", "archive-link"),
-        ((file_info("libdemo.so", 0, type=tarfile.LNKTYPE, linkname="plugin.yml"), None),
-         "bundle-unsafe-member", "archive-link"),
-        ((file_info("null", 0, type=tarfile.CHRTYPE, devmajor=1, devminor=3), None),
-         "bundle-unsafe-member", "archive-special-file"),
-        ((file_info("fifo", 0, type=tarfile.FIFOTYPE), None), "bundle-unsafe-member", "archive-special-file"),
+        (
+            (file_info("libdemo.so", 0, type=tarfile.SYMTYPE, linkname="/lib/libc.so.6"), None),
+            "bundle-unsafe-member",
+            "archive-link",
+        ),
+        (
+            (file_info("libdemo.so", 0, type=tarfile.LNKTYPE, linkname="plugin.yml"), None),
+            "bundle-unsafe-member",
+            "archive-link",
+        ),
+        (
+            (file_info("null", 0, type=tarfile.CHRTYPE, devmajor=1, devminor=3), None),
+            "bundle-unsafe-member",
+            "archive-special-file",
+        ),
+        (
+            (file_info("fifo", 0, type=tarfile.FIFOTYPE), None),
+            "bundle-unsafe-member",
+            "archive-special-file",
+        ),
         (ok("plugin.yml", b"id: other\n"), "bundle-unsafe-member", "archive-duplicate-member"),
         (ok("./plugin.yml", b"id: other\n"), "bundle-unsafe-member", "archive-duplicate-member"),
         # A header that promises 5 GiB: refused before a byte of it is read.
@@ -165,10 +217,14 @@ def test_every_unsafe_member_is_refused_as_the_installer_would(
 
 def test_a_tar_bomb_of_many_members_is_refused(tmp_path: Path) -> None:
     members = [ok(f"f{i:05}.txt", b"") for i in range(10_001)]
-    code, document = verify_json("--bundles", str(hostile(tmp_path, hand_made_tar(ok("plugin.yml"), *members))))
+    code, document = verify_json(
+        "--bundles", str(hostile(tmp_path, hand_made_tar(ok("plugin.yml"), *members)))
+    )
     assert code == 1
     assert (document["findings"][0]["code"], document["findings"][0]["key"]) == (
-        "bundle-too-large", "archive-too-many-members")
+        "bundle-too-large",
+        "archive-too-many-members",
+    )
 
 
 def test_a_zero_filled_bomb_is_stopped_by_the_configured_unpacked_size(tmp_path: Path) -> None:
@@ -193,10 +249,23 @@ def test_a_truncated_zstd_frame_is_corrupt(tmp_path: Path, native_libs: NativeLi
 
 
 def test_a_bundle_without_its_entry_library_is_refused(tmp_path: Path) -> None:
-    manifest = json.dumps({"schema_version": 1, "id": "demo", "version": "1.0.0", "node_kind": "demo",
-                           "kind": "native", "entrypoint": "libdemo.so", "models": []}).encode()
-    plugin_yml = b"id: demo\nversion: 1.0.0\nnode_kind: demo\nkind: native\nentrypoint: libdemo.so\n"
-    bundles = hostile(tmp_path, hand_made_tar(ok("plugin.yml", plugin_yml), ok("manifest.json", manifest)))
+    manifest = json.dumps(
+        {
+            "schema_version": 1,
+            "id": "demo",
+            "version": "1.0.0",
+            "node_kind": "demo",
+            "kind": "native",
+            "entrypoint": "libdemo.so",
+            "models": [],
+        }
+    ).encode()
+    plugin_yml = (
+        b"id: demo\nversion: 1.0.0\nnode_kind: demo\nkind: native\nentrypoint: libdemo.so\n"
+    )
+    bundles = hostile(
+        tmp_path, hand_made_tar(ok("plugin.yml", plugin_yml), ok("manifest.json", manifest))
+    )
     code, out = verify("--bundles", str(bundles))
     assert code == 1
     assert "error[bundle-entrypoint-missing]" in out and "'libdemo.so' is not in the bundle" in out
@@ -213,21 +282,27 @@ def test_a_bundle_that_is_not_the_published_one_fails_its_sha256(
     run_in_process("package-plugins-native", "--root", str(tmp_path / "tree"), "--out", "rebuilt")
     name = "demo-1.0.0-bundle.tar.zst"
     shutil.copyfile(tmp_path / "tree" / "rebuilt" / "bundles" / name, dist / "bundles" / name)
-    code, document = verify_json("--bundles", str(dist / "bundles"), "--registry", str(dist / "registry"))
+    code, document = verify_json(
+        "--bundles", str(dist / "bundles"), "--registry", str(dist / "registry")
+    )
     assert code == 1
     mismatch = next(f for f in document["findings"] if f["code"] == "bundle-checksum-mismatch")
-    assert mismatch["key"] == "sha256" and "the installer refuses the download" in mismatch["message"]
+    assert (
+        mismatch["key"] == "sha256" and "the installer refuses the download" in mismatch["message"]
+    )
     assert "bundle-checksum-list-mismatch" in codes(document)
 
 
 @pytest.mark.parametrize("fault", ["other key", "changed manifest", "no signature"])
-def test_a_bad_signature_fails_the_registry_manifest(tmp_path: Path, native_libs: NativeLibraries, fault: str) -> None:
+def test_a_bad_signature_fails_the_registry_manifest(
+    tmp_path: Path, native_libs: NativeLibraries, fault: str
+) -> None:
     secret, public = cli_key_pair(tmp_path / "keys")
     dist = packaged(tmp_path, native_libs.good_c, args=("--signing-key", str(secret)))
     manifest = dist / "registry" / "plugins" / "demo" / "1.0.0" / "manifest.json"
     if fault == "other key":
         other_secret, _ = cli_key_pair(tmp_path / "other", "other")
-        from plugin_packaging.signing import sign_file
+        from plugin_packaging.release.signing import sign_file
 
         sign_file(other_secret, manifest, signature_path=manifest.with_name("manifest.minisig"))
         expected = "signature-wrong-key"
@@ -237,8 +312,14 @@ def test_a_bad_signature_fails_the_registry_manifest(tmp_path: Path, native_libs
     else:
         manifest.with_name("manifest.minisig").unlink()
         expected = "signature-missing"
-    code, document = verify_json("--bundles", str(dist / "bundles"), "--registry", str(dist / "registry"),
-                                 "--public-key", str(public))
+    code, document = verify_json(
+        "--bundles",
+        str(dist / "bundles"),
+        "--registry",
+        str(dist / "registry"),
+        "--public-key",
+        str(public),
+    )
     assert code == 1
     signature = next(f for f in document["findings"] if f["code"] == "registry-signature-invalid")
     assert signature["key"] == expected
@@ -250,14 +331,20 @@ def test_a_bundle_missing_from_the_registry_or_its_index_is_an_error(
     dist = packaged(tmp_path, native_libs.good_c)
     index = dist / "registry" / "index.json"
     index.write_text(json.dumps({"schema_version": 1, "plugins": []}))
-    code, document = verify_json("--bundles", str(dist / "bundles"), "--registry", str(dist / "registry"))
+    code, document = verify_json(
+        "--bundles", str(dist / "bundles"), "--registry", str(dist / "registry")
+    )
     assert code == 1 and "registry-index-missing-version" in codes(document)
     shutil.rmtree(dist / "registry" / "plugins" / "demo")
-    code, document = verify_json("--bundles", str(dist / "bundles"), "--registry", str(dist / "registry"))
+    code, document = verify_json(
+        "--bundles", str(dist / "bundles"), "--registry", str(dist / "registry")
+    )
     assert code == 1 and "bundle-not-in-registry" in codes(document)
 
 
-def repacked(archive: Path, scratch: Path, swap: dict[str, Path] | None = None, **manifest_changes: object) -> None:
+def repacked(
+    archive: Path, scratch: Path, swap: dict[str, Path] | None = None, **manifest_changes: object
+) -> None:
     """Unpack a packaged bundle, change keys of its manifest.json or swap members for other files,
     and pack it again in place (package-plugins-native itself refuses to publish a broken library)."""
     unpacked = scratch / "unpacked"
@@ -267,7 +354,11 @@ def repacked(archive: Path, scratch: Path, swap: dict[str, Path] | None = None, 
     (unpacked / "manifest.json").write_text(json.dumps(manifest, indent=2))
     for name, source in (swap or {}).items():
         shutil.copyfile(source, unpacked / name)
-    write_bundle(archive, [ArchiveMember(f.relative_to(unpacked).as_posix(), source=f) for f in files], mtime=0)
+    write_bundle(
+        archive,
+        [ArchiveMember(f.relative_to(unpacked).as_posix(), source=f) for f in files],
+        mtime=0,
+    )
 
 
 def test_manifests_that_disagree_inside_or_with_the_registry_are_errors(
@@ -275,11 +366,17 @@ def test_manifests_that_disagree_inside_or_with_the_registry_are_errors(
 ) -> None:
     dist = packaged(tmp_path, native_libs.good_c)
     repacked(dist / "bundles" / "demo-1.0.0-bundle.tar.zst", tmp_path, node_kind="something_else")
-    code, document = verify_json("--bundles", str(dist / "bundles"), "--registry", str(dist / "registry"))
+    code, document = verify_json(
+        "--bundles", str(dist / "bundles"), "--registry", str(dist / "registry")
+    )
     assert code == 1
     found = {(f["code"], f.get("key")) for f in document["findings"]}
-    assert {("bundle-manifests-disagree", None), ("bundle-manifest-differs", None),
-            ("bundle-checksum-mismatch", "sha256"), ("bundle-checksum-list-mismatch", None)} <= found
+    assert {
+        ("bundle-manifests-disagree", None),
+        ("bundle-manifest-differs", None),
+        ("bundle-checksum-mismatch", "sha256"),
+        ("bundle-checksum-list-mismatch", None),
+    } <= found
     disagree = next(f for f in document["findings"] if f["code"] == "bundle-manifests-disagree")
     assert "disagree on node_kind" in disagree["message"]
 
@@ -287,7 +384,9 @@ def test_manifests_that_disagree_inside_or_with_the_registry_are_errors(
 def test_a_renamed_bundle_is_named_back(tmp_path: Path, native_libs: NativeLibraries) -> None:
     dist = packaged(tmp_path, native_libs.good_c)
     (dist / "bundles" / "SHA256SUMS").unlink()
-    (dist / "bundles" / "demo-1.0.0-bundle.tar.zst").rename(dist / "bundles" / "demo-latest.tar.zst")
+    (dist / "bundles" / "demo-1.0.0-bundle.tar.zst").rename(
+        dist / "bundles" / "demo-latest.tar.zst"
+    )
     code, out = verify("--bundles", str(dist / "bundles"))
     assert code == 0, out
     assert "warning[bundle-name-mismatch]" in out and "expected demo-1.0.0-bundle.tar.zst" in out
@@ -296,7 +395,9 @@ def test_a_renamed_bundle_is_named_back(tmp_path: Path, native_libs: NativeLibra
 # --- portability ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("variant", "tag"), [("rpath_usr_local", "RPATH"), ("runpath_usr_local", "RUNPATH")])
+@pytest.mark.parametrize(
+    ("variant", "tag"), [("rpath_usr_local", "RPATH"), ("runpath_usr_local", "RUNPATH")]
+)
 def test_a_search_path_into_usr_local_lib_is_an_error(
     tmp_path: Path, native_libs: NativeLibraries, variant: str, tag: str
 ) -> None:
@@ -309,7 +410,9 @@ def test_a_search_path_into_usr_local_lib_is_an_error(
     assert finding["path"].endswith("demo-1.0.0-bundle.tar.zst/libdemo.so")
 
 
-def test_a_dependency_that_is_not_vendored_is_an_error(tmp_path: Path, native_libs: NativeLibraries) -> None:
+def test_a_dependency_that_is_not_vendored_is_an_error(
+    tmp_path: Path, native_libs: NativeLibraries
+) -> None:
     dist = packaged(tmp_path, native_libs.vendored_dep)  # its dependency left out of the bundle
     code, document = verify_json("--bundles", str(dist / "bundles"))
     assert code == 1
@@ -322,8 +425,13 @@ def test_a_vendored_dependency_the_runpath_does_not_reach_is_an_error(
     tmp_path: Path, native_libs: NativeLibraries
 ) -> None:
     # missing_dep has no RUNPATH: a copy of its dependency in the bundle is never found.
-    dist = packaged(tmp_path, native_libs.missing_dep,
-                    extras={MISSING_DEPENDENCY_NAME: native_libs.vendored_dep.parent / VENDORED_DEPENDENCY_NAME})
+    dist = packaged(
+        tmp_path,
+        native_libs.missing_dep,
+        extras={
+            MISSING_DEPENDENCY_NAME: native_libs.vendored_dep.parent / VENDORED_DEPENDENCY_NAME
+        },
+    )
     code, out = verify("--bundles", str(dist / "bundles"))
     assert code == 1
     assert "error[bundle-dependency-unreachable]" in out
@@ -335,13 +443,23 @@ def test_a_cuda_dependency_in_a_cpu_bundle_is_an_error_but_not_in_a_cuda_variant
     tmp_path: Path, cuda_plugin: Path, native_libs: NativeLibraries
 ) -> None:
     runtime = {FAKE_CUDART: cuda_plugin.parent / FAKE_CUDART}
-    dist = packaged(tmp_path, cuda_plugin, extras=runtime, cuda=cuda_plugin, args=("--accelerator", "cuda"))
-    code, document = verify_json("--bundles", str(dist / "bundles"), "--registry", str(dist / "registry"))
+    dist = packaged(
+        tmp_path, cuda_plugin, extras=runtime, cuda=cuda_plugin, args=("--accelerator", "cuda")
+    )
+    code, document = verify_json(
+        "--bundles", str(dist / "bundles"), "--registry", str(dist / "registry")
+    )
     assert code == 1
     by_bundle = {b["file"]: b["accelerator"] for b in document["bundles"]}
-    assert by_bundle == {"demo-1.0.0-bundle.tar.zst": "cpu", "demo-1.0.0-cuda-bundle.tar.zst": "cuda"}
-    cuda_findings = [(f["bundle"], f["symbol"], f["message"].split()[0])
-                     for f in document["findings"] if f["code"] == "bundle-cuda-in-cpu-bundle"]
+    assert by_bundle == {
+        "demo-1.0.0-bundle.tar.zst": "cpu",
+        "demo-1.0.0-cuda-bundle.tar.zst": "cuda",
+    }
+    cuda_findings = [
+        (f["bundle"], f["symbol"], f["message"].split()[0])
+        for f in document["findings"]
+        if f["code"] == "bundle-cuda-in-cpu-bundle"
+    ]
     assert cuda_findings == [
         ("demo-1.0.0-bundle.tar.zst", FAKE_CUDART, "holds"),
         ("demo-1.0.0-bundle.tar.zst", FAKE_CUDART, "needs"),
@@ -351,13 +469,22 @@ def test_a_cuda_dependency_in_a_cpu_bundle_is_an_error_but_not_in_a_cuda_variant
     assert [f["bundle"] for f in document["findings"]] == ["demo-1.0.0-bundle.tar.zst"] * 2
 
 
-def test_the_entry_library_meets_the_checkers_library_rules(tmp_path: Path, native_libs: NativeLibraries) -> None:
+def test_the_entry_library_meets_the_checkers_library_rules(
+    tmp_path: Path, native_libs: NativeLibraries
+) -> None:
     dist = packaged(tmp_path, native_libs.good_c)
     (dist / "bundles" / "SHA256SUMS").unlink()
-    repacked(dist / "bundles" / "demo-1.0.0-bundle.tar.zst", tmp_path, swap={"libdemo.so": native_libs.no_symbol})
+    repacked(
+        dist / "bundles" / "demo-1.0.0-bundle.tar.zst",
+        tmp_path,
+        swap={"libdemo.so": native_libs.no_symbol},
+    )
     code, out = verify("--bundles", str(dist / "bundles"))
     assert code == 1
-    assert "error[entry-symbol-missing]" in out and "demo-1.0.0-bundle.tar.zst/libdemo.so: does not export" in out
+    assert (
+        "error[entry-symbol-missing]" in out
+        and "demo-1.0.0-bundle.tar.zst/libdemo.so: does not export" in out
+    )
 
 
 def test_rules_can_be_regraded_in_invoke_yaml(tmp_path: Path, native_libs: NativeLibraries) -> None:
@@ -403,7 +530,9 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> N
     assert message in out and "Traceback" not in out
 
 
-def test_a_mistyped_limit_in_the_environment_is_a_plain_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_mistyped_limit_in_the_environment_is_a_plain_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("INVOKE_PLUGINS_BUNDLE_MAX_MEMBERS", "lots")
     code, out = verify("--root", str(tmp_path), "--bundles", ".")
     assert code == 2

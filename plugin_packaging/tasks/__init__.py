@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from ..settings import CONFIG_NAMESPACE, DEFAULTS
-from . import check, everyday, install, release
+from plugin_packaging.settings import CONFIG_NAMESPACE, DEFAULTS
+from plugin_packaging.tasks import check, everyday, install, release
 
 ns = Collection()
 for module in (install, everyday, check, release):

@@ -10,12 +10,18 @@ from typing import TYPE_CHECKING
 
 from invoke import Context, Exit, task
 
-from .common import COMMON_HELP, JUDGING_HELP, checked_format, settings_for, user_errors
+from plugin_packaging.tasks.common import (
+    COMMON_HELP,
+    JUDGING_HELP,
+    checked_format,
+    settings_for,
+    user_errors,
+)
 
 if TYPE_CHECKING:
-    from ..check import CheckReport
-    from ..library_rules import Target
-    from ..settings import Settings
+    from plugin_packaging.check.library import Target
+    from plugin_packaging.check.run import CheckReport
+    from plugin_packaging.settings import Settings
 
 
 @task(
@@ -39,7 +45,7 @@ def check_plugins_native(
     plugins_dir: str | None = None,
     platform: str | None = None,
     arch: str | None = None,
-    format: str = "text",  # noqa: A002 - the option is --format
+    format: str = "text",
     strict: bool = False,
     probe: bool = False,
     probe_timeout: float = 5.0,
@@ -49,9 +55,9 @@ def check_plugins_native(
 
     Rules can be re-graded or ignored per code in invoke.yaml: `plugins.rules: {CODE: warning}`.
     """
-    from ..errors import PackagingError
-    from ..findings import FORMATS, render
-    from ..library_rules import Target
+    from plugin_packaging.check.library import Target
+    from plugin_packaging.check.report import FORMATS, render
+    from plugin_packaging.errors import PackagingError
 
     checked_format(format, FORMATS)
     if probe_timeout <= 0:
@@ -62,8 +68,8 @@ def check_plugins_native(
         )
     settings = settings_for(c, root, plugins_dir=plugins_dir, platform=platform)
     if list_rules:
-        from ..findings import render_rules
-        from ..rules import validate_overrides
+        from plugin_packaging.check.report import render_rules
+        from plugin_packaging.rules.loader import validate_overrides
 
         print(render_rules(validate_overrides(settings.rules)))
         return
@@ -78,7 +84,7 @@ def run_check(
     settings: Settings, *, target: Target, probe: bool = False, probe_timeout: float = 5.0
 ) -> CheckReport:
     """The check behind the task, on a plugin directory from settings."""
-    from ..check import check_plugins_dir
+    from plugin_packaging.check.run import check_plugins_dir
 
     return check_plugins_dir(
         settings.plugins_dir,

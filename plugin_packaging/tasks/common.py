@@ -6,13 +6,14 @@ Tasks stay thin: read settings, call one plain function, print its report, pick 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any, Callable, Collection, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from invoke import Context, Exit
 
-from ..errors import PackagingError
-from ..settings import CONFIG_NAMESPACE, Settings
+from plugin_packaging.errors import PackagingError
+from plugin_packaging.settings import CONFIG_NAMESPACE, Settings
 
 #: Exit status for usage and tool errors (a missing directory, a bad setting), as ruff and
 #: lintian use it; 1 is kept for "the check found problems" / "a plugin failed".
@@ -52,7 +53,9 @@ def settings_for(c: Context, root: str | None = None, **flags: Any) -> Settings:
     command has none, and `--root` may name another checkout, so its file is loaded here, at
     invoke's project level (below `INVOKE_*` variables and flags).
     """
-    root_path = Path(root if root is not None else c.config.get(CONFIG_NAMESPACE, {}).get("root", "."))
+    root_path = Path(
+        root if root is not None else c.config.get(CONFIG_NAMESPACE, {}).get("root", ".")
+    )
     config = c.config
     project = getattr(config, "_project_prefix", None)
     wanted = str(root_path.resolve()) + "/"
@@ -71,11 +74,13 @@ def settings_for(c: Context, root: str | None = None, **flags: Any) -> Settings:
                 hint="a setting that is a mapping by default (such as an extra) must stay a mapping; "
                 "use `enabled: false` to turn an extra off",
             ) from None
-        except Exception as exc:  # noqa: BLE001 - invoke's loader reading the user's file
+        except Exception as exc:
             # The file was read and parsed above; what invoke still trips over (its own YAML
             # version, an invoke.py that raises) is still about the user's file, never a bug here.
             raise PackagingError(
-                "bad-setting", f"cannot read the settings ({_shortened(exc)})", project_file or root_path
+                "bad-setting",
+                f"cannot read the settings ({_shortened(exc)})",
+                project_file or root_path,
             ) from None
     namespace = dict(config.get(CONFIG_NAMESPACE, {}) or {})
     return Settings.from_config(namespace, root=str(root_path), **flags)
@@ -104,7 +109,7 @@ def _checked_project_file(root: Path) -> Path | None:
             continue  # invoke skips a missing (or dangling) file too
         except OSError:
             pass  # a symlink loop, no permission: read_text below says which
-        from ..yamlio import load_json, load_yaml, read_text
+        from plugin_packaging._fs.yamlio import load_json, load_yaml, read_text
 
         text = read_text(path)
         if name.endswith(".json"):
@@ -113,7 +118,9 @@ def _checked_project_file(root: Path) -> Path | None:
             data = load_yaml(text, path)
         if data is not None and not isinstance(data, dict):
             raise PackagingError(
-                "bad-setting", f"must be a mapping of settings, not a {type(data).__name__}", path,
+                "bad-setting",
+                f"must be a mapping of settings, not a {type(data).__name__}",
+                path,
                 hint=f"put the settings under `{CONFIG_NAMESPACE}:`",
             )
         section = (data or {}).get(CONFIG_NAMESPACE)
@@ -174,7 +181,9 @@ def checked_format(output_format: str, formats: Collection[str]) -> str:
     """The --format value, refused as a usage error unless it is one of `formats`."""
     if output_format not in formats:
         raise PackagingError(
-            "bad-option", f"unknown --format {output_format!r}", hint="use one of: " + ", ".join(formats)
+            "bad-option",
+            f"unknown --format {output_format!r}",
+            hint="use one of: " + ", ".join(formats),
         )
     return output_format
 
@@ -182,8 +191,8 @@ def checked_format(output_format: str, formats: Collection[str]) -> str:
 def install_and_print(settings: Settings, only: Sequence[str], *, dry_run: bool) -> bool:
     """Install (see `install_plugins`), print the report, then the checker's verdict unless
     checking is off or this is a dry run; True when a plugin failed or the check did."""
-    from ..install import install_plugins
-    from ..report import render_install
+    from plugin_packaging.install.report import render_install
+    from plugin_packaging.install.run import install_plugins
 
     report = install_plugins(settings, only=only, dry_run=dry_run, require_all=settings.require_all)
     print(render_install(report, settings.native_dir))
@@ -199,9 +208,9 @@ def check_and_print(settings: Settings, bundles: Collection[str] | None) -> bool
     `bundles` names what changed (None: everything), so a re-run that changed nothing opens no
     library. The target platform is the one the task installed for, not necessarily the host.
     """
-    from ..check import check_plugins_dir
-    from ..library_rules import Target
-    from ..report import render_check_summary
+    from plugin_packaging.check.library import Target
+    from plugin_packaging.check.run import check_plugins_dir
+    from plugin_packaging.install.report import render_check_summary
 
     result = check_plugins_dir(
         settings.plugins_dir,

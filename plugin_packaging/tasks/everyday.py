@@ -11,7 +11,7 @@ from typing import Literal
 
 from invoke import Context, Exit, task
 
-from .common import (
+from plugin_packaging.tasks.common import (
     COMMON_HELP,
     EXIT_USAGE,
     INSTALL_HELP,
@@ -59,11 +59,13 @@ def build_plugins_native(
     the root), else with `make -C <dir>` when the directory has a Makefile. Extra cargo flags
     come from plugins.cargo_args (e.g. ["--offline"]). Exit status 1 when any plugin failed.
     """
-    from ..build import build_plugins, render_build_summary
+    from plugin_packaging.sources.build import build_plugins, render_build_summary
 
     settings = settings_for(c, root)
     profile = _profile(release, debug)
-    report = build_plugins(settings, only=only or (), profile=profile, jobs=jobs or None, dry_run=dry_run)
+    report = build_plugins(
+        settings, only=only or (), profile=profile, jobs=jobs or None, dry_run=dry_run
+    )
     print(render_build_summary(report, settings.root))
     if report.interrupted:
         raise Exit(code=EXIT_INTERRUPTED)
@@ -99,7 +101,7 @@ def install_plugins_native(
     A plugin whose build fails is not installed (its library on disk is from an older build)
     and its installed copy is kept; the others are installed. Exit status 1 when anything failed.
     """
-    from ..build import build_plugins, render_build_summary
+    from plugin_packaging.sources.build import build_plugins, render_build_summary
 
     settings = settings_for(
         c,
@@ -151,7 +153,7 @@ def list_plugins_native(
     """
     if format not in ("text", "json"):
         raise Exit(f"error[bad-format]: --format must be text or json, not {format!r}", EXIT_USAGE)
-    from ..listing import list_plugins, render_plugin_table
+    from plugin_packaging.install.listing import list_plugins, render_plugin_table
 
     settings = settings_for(c, root, plugins_dir=plugins_dir, platform=platform)
     listing = list_plugins(settings)
@@ -187,11 +189,17 @@ def migrate_plugins_native(
     the whole migration and changes nothing (exit status 1). Versioned files (libfoo.so.1) are
     reported and left in place. Ends with the checker's verdict on the result.
     """
-    from ..migrate import migrate_plugins, render_migration_plan, render_migration_result
+    from plugin_packaging.install.migrate import (
+        migrate_plugins,
+        render_migration_plan,
+        render_migration_result,
+    )
 
     settings = settings_for(c, root, plugins_dir=plugins_dir)
     result = migrate_plugins(
-        settings, dry_run=dry_run, on_plan=lambda plan: print(render_migration_plan(plan), flush=True)
+        settings,
+        dry_run=dry_run,
+        on_plan=lambda plan: print(render_migration_plan(plan), flush=True),
     )
     summary = render_migration_result(result)
     if summary:

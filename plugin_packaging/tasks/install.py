@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from invoke import Context, Exit, task
 
-from .common import COMMON_HELP, INSTALL_HELP, install_and_print, settings_for, user_errors
+from plugin_packaging.tasks.common import (
+    COMMON_HELP,
+    INSTALL_HELP,
+    install_and_print,
+    settings_for,
+    user_errors,
+)
 
 
 @task(

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from invoke import Context, Exit, task
 
-from .common import COMMON_HELP, JUDGING_HELP, checked_format, settings_for, user_errors
+from plugin_packaging.tasks.common import (
+    COMMON_HELP,
+    JUDGING_HELP,
+    checked_format,
+    settings_for,
+    user_errors,
+)
 
 _PATHS = " (relative paths are taken from --root)"
 
@@ -62,8 +68,8 @@ def package_plugins_native(
     StreamKit's formats. Archive timestamps come from SOURCE_DATE_EPOCH. Nothing is written
     unless every plugin succeeds.
     """
-    from ..package import package_plugins
-    from ..release_report import render_release
+    from plugin_packaging.release.package import package_plugins
+    from plugin_packaging.release.report import render_release
 
     settings = settings_for(
         c,
@@ -88,7 +94,8 @@ def package_plugins_native(
 @task(
     help={
         "root": COMMON_HELP["root"],
-        "bundles": "directory of bundle archives to check (default: <plugins.dist_dir>/bundles)" + _PATHS,
+        "bundles": "directory of bundle archives to check (default: <plugins.dist_dir>/bundles)"
+        + _PATHS,
         "registry": "the registry the bundles are published in: checks hashes, sizes, signatures and "
         "the index against it" + _PATHS,
         "public_key": "minisign public key the server trusts (default: plugins.public_key, else the "
@@ -117,10 +124,10 @@ def verify_plugin_bundles(
     the loader's rules, RUNPATH, vendored dependencies, and no CUDA in a CPU bundle. Exit status
     0 when nothing is at error level, 1 when something is, 2 for usage errors.
     """
-    from ..archive import ArchiveLimits
-    from ..library_rules import Target
-    from ..release_report import FORMATS, render_verification
-    from ..verify import verify_bundles
+    from plugin_packaging.check.library import Target
+    from plugin_packaging.release.archive import ArchiveLimits
+    from plugin_packaging.release.report import FORMATS, render_verification
+    from plugin_packaging.release.verify import verify_bundles
 
     checked_format(format, FORMATS)
     settings = settings_for(c, root, platform=platform, public_key=public_key)
@@ -132,7 +139,8 @@ def verify_plugin_bundles(
         rule_overrides=settings.rules,
         target=Target.of(settings.platform, arch),
         limits=ArchiveLimits(
-            max_total_bytes=settings.bundle_max_unpacked_bytes, max_members=settings.bundle_max_members
+            max_total_bytes=settings.bundle_max_unpacked_bytes,
+            max_members=settings.bundle_max_members,
         ),
     )
     print(render_verification(report, format, strict=strict))  # type: ignore[arg-type]

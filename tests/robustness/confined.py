@@ -89,9 +89,20 @@ os.execv(sys.argv[3], sys.argv[3:])
 """
 
 
-def confined(argv: list[str], *, drop_dac: bool = False, address_space: int = ADDRESS_SPACE_LIMIT) -> list[str]:
+def confined(
+    argv: list[str], *, drop_dac: bool = False, address_space: int = ADDRESS_SPACE_LIMIT
+) -> list[str]:
     """`argv` (a program and its arguments) behind the launcher that limits it."""
-    return [sys.executable, "-I", "-S", "-c", LAUNCHER, str(address_space), "1" if drop_dac else "0", *argv]
+    return [
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        LAUNCHER,
+        str(address_space),
+        "1" if drop_dac else "0",
+        *argv,
+    ]
 
 
 class CommandHung(AssertionError):
@@ -128,8 +139,10 @@ def run_cli(
         )
     except subprocess.TimeoutExpired as exc:
         partial = (exc.stdout or b"") + (exc.stderr or b"")
-        raise CommandHung(f"`plugin-packaging {' '.join(args)}` ran longer than {timeout}s:\n"
-                          + partial.decode("utf-8", "replace")[-3000:]) from None
+        raise CommandHung(
+            f"`plugin-packaging {' '.join(args)}` ran longer than {timeout}s:\n"
+            + partial.decode("utf-8", "replace")[-3000:]
+        ) from None
     output = (completed.stdout + completed.stderr).decode("utf-8", "replace")
     return RunResult(args, completed.returncode, output)
 
@@ -137,9 +150,17 @@ def run_cli(
 def available_tasks() -> frozenset[str]:
     """The task names `plugin-packaging --list` shows right now."""
     result = subprocess.run(
-        [sys.executable, "-c", _ENTRY, "--list"], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", _ENTRY, "--list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
-    return frozenset(line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ") and line.split())
+    return frozenset(
+        line.split()[0]
+        for line in result.stdout.splitlines()
+        if line.startswith("  ") and line.split()
+    )
 
 
 # --- snapshots --------------------------------------------------------------------------------
@@ -229,10 +250,12 @@ def write_checkout(root: Path, libs: NativeLibraries) -> None:
     """Two plugins, alpha and beta, declared, built (real libraries) but not installed."""
     release = root / "target" / "plugins" / "release"
     release.mkdir(parents=True)
-    for plugin_id, library in zip(PLUGINS, (libs.good_c, libs.good_c_other)):
+    for plugin_id, library in zip(PLUGINS, (libs.good_c, libs.good_c_other), strict=False):
         source = root / "plugins" / "native" / plugin_id
         source.mkdir(parents=True)
-        (source / "plugin.yml").write_text(yaml.safe_dump(source_manifest(plugin_id), sort_keys=False))
+        (source / "plugin.yml").write_text(
+            yaml.safe_dump(source_manifest(plugin_id), sort_keys=False)
+        )
         (source / "Cargo.toml").write_text(
             f'[package]\nname = "{plugin_id}"\nversion = "0.1.0"\n\n[lib]\nname = "{plugin_id}"\n'
         )

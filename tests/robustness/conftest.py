@@ -10,7 +10,9 @@ from fixturelib import NativeLibraries
 
 
 @pytest.fixture(scope="session")
-def installed_checkout(native_libs: NativeLibraries, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installed_checkout(
+    native_libs: NativeLibraries, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The checkout with both plugins installed by the real command; copy it, never change it."""
     root = tmp_path_factory.mktemp("robustness-template") / "streamkit"
     write_checkout(root, native_libs)

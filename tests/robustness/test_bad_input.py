@@ -112,7 +112,9 @@ def play(case: Case, command: str, case_dir: Path, checkout: Path, libs: NativeL
         hung = None
     except CommandHung as exc:
         result, hung = None, str(exc)
-    return Played(result, hung, tuple(changed(before, snapshot(case_dir))), tuple(os.listdir(scratch)))
+    return Played(
+        result, hung, tuple(changed(before, snapshot(case_dir))), tuple(os.listdir(scratch))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -124,10 +126,14 @@ def corpus_played(
 ) -> dict[str, Played]:
     """Every selected pair of this module's corpus test, played in parallel, keyed by test id."""
     selected = [
-        item for item in request.session.items
+        item
+        for item in request.session.items
         if getattr(item, "originalname", None) == TEST_NAME and hasattr(item, "callspec")
     ]
-    jobs = {item.callspec.id: (item.callspec.params["case"], item.callspec.params["command"]) for item in selected}
+    jobs = {
+        item.callspec.id: (item.callspec.params["case"], item.callspec.params["command"])
+        for item in selected
+    }
     directories = {key: tmp_path_factory.mktemp(f"pair-{key[:40]}") for key in jobs}
     workers = (os.cpu_count() or 2) + 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -178,4 +184,6 @@ def test_the_corpus_is_big_enough_and_covers_every_command(tasks_available: froz
 def test_the_readme_table_is_the_corpus() -> None:
     """The table in README.md is generated from the corpus (`python corpus.py`): it must match."""
     text = README.read_text(encoding="utf-8")
-    assert render_table() in text, "README.md is out of date: run `python tests/robustness/corpus.py`"
+    assert render_table() in text, (
+        "README.md is out of date: run `python tests/robustness/corpus.py`"
+    )

@@ -64,14 +64,26 @@ def write_sources(root: Path, libs: NativeLibraries, version: str) -> None:
     for index, plugin_id in enumerate(PLUGIN_IDS):
         source = root / "plugins" / "native" / plugin_id
         source.mkdir(parents=True, exist_ok=True)
-        (source / "plugin.yml").write_text(yaml.safe_dump({
-            "id": plugin_id, "version": version, "node_kind": f"{plugin_id}_kind", "kind": "native",
-            "entrypoint": f"lib{plugin_id}.so", "artifact": f"target/plugins/release/lib{plugin_id}.so",
-        }))
-        (release / f"lib{plugin_id}.so").write_bytes(_library(library, index + (0 if version == "1.0.0" else 100)))
+        (source / "plugin.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "id": plugin_id,
+                    "version": version,
+                    "node_kind": f"{plugin_id}_kind",
+                    "kind": "native",
+                    "entrypoint": f"lib{plugin_id}.so",
+                    "artifact": f"target/plugins/release/lib{plugin_id}.so",
+                }
+            )
+        )
+        (release / f"lib{plugin_id}.so").write_bytes(
+            _library(library, index + (0 if version == "1.0.0" else 100))
+        )
 
 
-def install(root: Path, *extra: str, plugins_dir: Path | None = None, **run: object) -> tuple[int, str]:
+def install(
+    root: Path, *extra: str, plugins_dir: Path | None = None, **run: object
+) -> tuple[int, str]:
     """The real command in a confined child; returns the exit status and the output."""
     scratch = root.parent / "tmp"
     scratch.mkdir(exist_ok=True)
@@ -88,7 +100,11 @@ def bundles(native: Path) -> Bundles:
     out: Bundles = {}
     for name in sorted(os.listdir(native)):
         path = native / name
-        out[name] = {f: (path / f).read_bytes() for f in sorted(os.listdir(path))} if path.is_dir() else {"": b"?"}
+        out[name] = (
+            {f: (path / f).read_bytes() for f in sorted(os.listdir(path))}
+            if path.is_dir()
+            else {"": b"?"}
+        )
     return out
 
 
@@ -115,7 +131,9 @@ def states(native_libs: NativeLibraries, tmp_path_factory: pytest.TempPathFactor
     shutil.copytree(base / "1.0.0" / "streamkit", template, symlinks=True)
     write_sources(template, native_libs, "2.0.0")
     assert complete["1.0.0"].keys() == complete["2.0.0"].keys() == set(PLUGIN_IDS)
-    assert all(complete["1.0.0"][p] != complete["2.0.0"][p] for p in PLUGIN_IDS)  # every plugin changes
+    assert all(
+        complete["1.0.0"][p] != complete["2.0.0"][p] for p in PLUGIN_IDS
+    )  # every plugin changes
     return States(complete["1.0.0"], complete["2.0.0"], template)
 
 
@@ -177,21 +195,27 @@ def test_an_install_killed_at_random_points_leaves_old_or_new_bundles_and_the_ne
         process.wait()
         mixes.append(assert_each_bundle_old_or_new(root / ".plugins" / "native", states))
 
-        code, output = install_in_process(root)  # the next run finishes the job and clears leftovers
+        code, output = install_in_process(
+            root
+        )  # the next run finishes the job and clears leftovers
         assert code == 0, output
         assert bundles(root / ".plugins" / "native") == states.b, output
         assert staging_entries(root) == [], output
         shutil.rmtree(root.parent)
     # Shown with -s, never asserted (timing decides where the kills land).
-    print(f"kill points: {sum(1 for o, n in mixes if n == 0)} before any swap, "
-          f"{sum(1 for o, n in mixes if o and n)} between swaps, {sum(1 for o, n in mixes if o == 0)} after all")
+    print(
+        f"kill points: {sum(1 for o, n in mixes if n == 0)} before any swap, "
+        f"{sum(1 for o, n in mixes if o and n)} between swaps, {sum(1 for o, n in mixes if o == 0)} after all"
+    )
 
 
 def _start_install(root: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         confined([sys.executable, "-c", _ENTRY, "copy-plugins-native", "--root", str(root)]),
-        cwd=root.parent, env=child_environment(root.parent / "tmp"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=root.parent,
+        env=child_environment(root.parent / "tmp"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -230,8 +254,14 @@ def _can_mount() -> bool:
     except OSError:
         return False
     try:
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)],
-                          capture_output=True, check=False).returncode != 0:
+        if (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)],
+                capture_output=True,
+                check=False,
+            ).returncode
+            != 0
+        ):
             return False
         subprocess.run(["umount", str(target)], check=True, capture_output=True)
         return True
@@ -245,7 +275,9 @@ MOUNTS = _can_mount()
 
 
 @contextmanager
-def mounted(target: Path, *options: str, source: str = "tmpfs", fstype: str | None = "tmpfs") -> Iterator[Path]:
+def mounted(
+    target: Path, *options: str, source: str = "tmpfs", fstype: str | None = "tmpfs"
+) -> Iterator[Path]:
     target.mkdir(parents=True, exist_ok=True)
     command = ["mount", *(["-t", fstype] if fstype else []), *options, source, str(target)]
     subprocess.run(command, check=True, capture_output=True)
@@ -270,7 +302,9 @@ def test_a_full_disk_ends_in_a_clear_error_with_the_old_plugins_intact(
         plugins_dir = tmp_path / "small-disk"
         with mounted(plugins_dir, "-o", "size=13m"):
             shutil.copytree(installed, plugins_dir, dirs_exist_ok=True, symlinks=True)
-            _full_disk_run(root, plugins_dir, states, ("No space left on device", "free some disk space"), {})
+            _full_disk_run(
+                root, plugins_dir, states, ("No space left on device", "free some disk space"), {}
+            )
             subprocess.run(["mount", "-o", "remount,size=64m", str(plugins_dir)], check=True)
             code, output = install(root, plugins_dir=plugins_dir)  # room again: the run completes
             assert code == 0, output
@@ -289,15 +323,32 @@ def staging_entries_in(plugins_dir: Path) -> list[str]:
     return sorted(os.listdir(staging)) if staging.is_dir() else []
 
 
-def _full_disk_run(root: Path, plugins_dir: Path, states: States, says: tuple[str, ...], limits: dict[str, int]) -> None:
+def _full_disk_run(
+    root: Path, plugins_dir: Path, states: States, says: tuple[str, ...], limits: dict[str, int]
+) -> None:
     scratch = root.parent / "tmp"
     scratch.mkdir(exist_ok=True)
-    argv = [sys.executable, "-c", _ENTRY, "copy-plugins-native", "--root", str(root), "--plugins-dir", str(plugins_dir)]
+    argv = [
+        sys.executable,
+        "-c",
+        _ENTRY,
+        "copy-plugins-native",
+        "--root",
+        str(root),
+        "--plugins-dir",
+        str(plugins_dir),
+    ]
     command = confined(argv)
     if limits:
         command = _with_file_size_limit(argv, limits["file_size"])
-    result = subprocess.run(command, cwd=root.parent, env=child_environment(scratch), capture_output=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        command,
+        cwd=root.parent,
+        env=child_environment(scratch),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     output = (result.stdout + result.stderr).decode("utf-8", "replace")
     assert "Traceback" not in output, output
     assert result.returncode == 1, output
@@ -339,11 +390,20 @@ def test_a_read_only_plugin_directory_ends_in_a_clear_error_and_changes_nothing(
             assert code == 2, output
             assert "Read-only file system" in output and "read-only" in output, output
             # Reading still works on a read-only tree.
-            checked = run_cli(["check-plugins-native", "--root", root], cwd=root.parent, tmpdir=root.parent / "tmp")
+            checked = run_cli(
+                ["check-plugins-native", "--root", root],
+                cwd=root.parent,
+                tmpdir=root.parent / "tmp",
+            )
             assert checked.code == 0 and "Traceback" not in checked.output, checked.describe()
     else:
-        directories = [plugins, plugins / "native", plugins / ".plugin-packaging",
-                       plugins / ".plugin-packaging" / "staging", *(plugins / "native" / p for p in PLUGIN_IDS)]
+        directories = [
+            plugins,
+            plugins / "native",
+            plugins / ".plugin-packaging",
+            plugins / ".plugin-packaging" / "staging",
+            *(plugins / "native" / p for p in PLUGIN_IDS),
+        ]
         for directory in directories:
             directory.chmod(0o555)
         try:
@@ -369,25 +429,48 @@ def test_a_read_only_plugin_directory_ends_in_a_clear_error_and_changes_nothing(
 # --- two at once -------------------------------------------------------------------------------
 
 
-def test_two_installs_at_once_are_serialised_with_a_consistent_result(states: States, tmp_path: Path) -> None:
+def test_two_installs_at_once_are_serialised_with_a_consistent_result(
+    states: States, tmp_path: Path
+) -> None:
     root = fresh(states, tmp_path)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     argv = confined([sys.executable, "-c", _ENTRY, "copy-plugins-native", "--root", str(root)])
-    processes = [subprocess.Popen(argv, cwd=tmp_path, env=child_environment(scratch),
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            argv,
+            cwd=tmp_path,
+            env=child_environment(scratch),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=120)[0].decode() for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert bundles(root / ".plugins" / "native") == states.b
     assert staging_entries(root) == []
     # One run did each plugin's work and the other found it done: neither half-did the other's.
     for plugin_id in PLUGIN_IDS:
-        updated = [o for o in outputs if any(l.split()[:2] == ["updated", plugin_id] for l in o.splitlines())]
-        fresh_ = [o for o in outputs if any(l.split()[:3] == ["up", "to", "date"] and plugin_id in l for l in o.splitlines())]
+        updated = [
+            o
+            for o in outputs
+            if any(line.split()[:2] == ["updated", plugin_id] for line in o.splitlines())
+        ]
+        fresh_ = [
+            o
+            for o in outputs
+            if any(
+                line.split()[:3] == ["up", "to", "date"] and plugin_id in line
+                for line in o.splitlines()
+            )
+        ]
         assert len(updated) == 1 and len(fresh_) == 1, outputs
 
 
-def test_an_install_waits_for_the_lock_and_changes_nothing_until_it_is_released(states: States, tmp_path: Path) -> None:
+def test_an_install_waits_for_the_lock_and_changes_nothing_until_it_is_released(
+    states: States, tmp_path: Path
+) -> None:
     root = fresh(states, tmp_path)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -397,11 +480,16 @@ def test_an_install_waits_for_the_lock_and_changes_nothing_until_it_is_released(
         fcntl.flock(held, fcntl.LOCK_EX)
         process = subprocess.Popen(
             confined([sys.executable, "-c", _ENTRY, "copy-plugins-native", "--root", str(root)]),
-            cwd=tmp_path, env=child_environment(scratch), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=child_environment(scratch),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         try:
             _wait_until_it_opens(process, lock_path)
-            time.sleep(0.5)  # it holds the lock file open and waits: give it the chance to misbehave
+            time.sleep(
+                0.5
+            )  # it holds the lock file open and waits: give it the chance to misbehave
             assert process.poll() is None, process.communicate()[0].decode()
             assert snapshot(root) == before
         finally:

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.manifest import (
+from plugin_packaging.sources.plugin_yml import (
     SERVER_KEYS,
     generate_manifest,
     render_manifest,
@@ -70,7 +70,21 @@ def watchdog(seconds: int = WATCHDOG_SECONDS) -> Iterator[None]:
 _text = st.text(
     alphabet=st.one_of(
         st.characters(codec="utf-8"),
-        st.sampled_from(["\x00", "\x07", "\x85", "\u2028", "\ufeff", "\ud800", "\udcff", "\U0001f600", ":", "#", "'"]),
+        st.sampled_from(
+            [
+                "\x00",
+                "\x07",
+                "\x85",
+                "\u2028",
+                "\ufeff",
+                "\ud800",
+                "\udcff",
+                "\U0001f600",
+                ":",
+                "#",
+                "'",
+            ]
+        ),
     ),
     max_size=40,
 )
@@ -86,7 +100,10 @@ _scalars = st.one_of(
 )
 _values = st.recursive(
     _scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.one_of(_text, st.integers()), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(_text, st.integers()), inner, max_size=4),
+    ),
     max_leaves=20,
 )
 _plausible = {
@@ -128,21 +145,37 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=False))
     return type(a) is type(b) and bool(a == b)
 
 
 @fuzz(400)
 @given(source=source_mappings())
 # Found by this test: a YAML escape of a lone surrogate wrote a plugin.yml no UTF-8 reader takes.
-@example(source={"id": "fuzz-plugin", "version": "1.2.3", "node_kind": "k", "homepage": "caf\ud800"})
-@example(source={"id": "fuzz-plugin", "version": "1.2.3", "node_kind": "k", "entrypoint": "../libfuzz.so"})
-def test_any_mapping_gives_a_refusal_or_a_manifest_that_reads_back_exactly(source: dict[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> None:
+@example(
+    source={"id": "fuzz-plugin", "version": "1.2.3", "node_kind": "k", "homepage": "caf\ud800"}
+)
+@example(
+    source={
+        "id": "fuzz-plugin",
+        "version": "1.2.3",
+        "node_kind": "k",
+        "entrypoint": "../libfuzz.so",
+    }
+)
+def test_any_mapping_gives_a_refusal_or_a_manifest_that_reads_back_exactly(
+    source: dict[Any, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     origin = Path("plugins/native/fuzz/plugin.yml")
     with watchdog():
         try:
-            manifest = generate_manifest(source, origin="plugins/native/fuzz/plugin.yml", origin_path=origin,
-                                         entrypoint="libfuzz.so", crate=None)
+            manifest = generate_manifest(
+                source,
+                origin="plugins/native/fuzz/plugin.yml",
+                origin_path=origin,
+                entrypoint="libfuzz.so",
+                crate=None,
+            )
             text = render_manifest(manifest)
         except PackagingError as error:
             assert error.code and error.message and "\n" not in error.render().splitlines()[0]
@@ -155,7 +188,7 @@ def test_any_mapping_gives_a_refusal_or_a_manifest_that_reads_back_exactly(sourc
     assert _only_unicode_text(loaded), text
     validate_manifest(loaded, origin)  # what was written validates again
     # The checker reads what the installer wrote, and the server's parse must accept it.
-    from plugin_packaging.manifest_rules import read_manifest
+    from plugin_packaging.check.manifest import read_manifest
 
     path = tmp_path_factory.mktemp("fuzz-manifest") / "plugin.yml"
     path.write_bytes(encoded)
@@ -176,18 +209,50 @@ def test_validate_manifest_refuses_or_accepts_any_value(data: Any) -> None:
 # --- the YAML reader --------------------------------------------------------------------------------
 
 _yaml_fragments = st.sampled_from(
-    ["id: x\n", "a: &a [1, 2]\n", "b: *a\n", "- ", "[", "]", "{", "}", "? ", ": ", "!!python/object:os.system\n",
-     "!!binary |\n  AAAA\n", "\t", "'", '"', "\\u", "\\ud800", "%YAML 1.1\n", "---\n", "...\n", "&x ", "*x ",
-     "<<: *a\n", "\x00", "\x85", "\ufeff", "\n", "  ", "#", "|\n", ">-\n"]
+    [
+        "id: x\n",
+        "a: &a [1, 2]\n",
+        "b: *a\n",
+        "- ",
+        "[",
+        "]",
+        "{",
+        "}",
+        "? ",
+        ": ",
+        "!!python/object:os.system\n",
+        "!!binary |\n  AAAA\n",
+        "\t",
+        "'",
+        '"',
+        "\\u",
+        "\\ud800",
+        "%YAML 1.1\n",
+        "---\n",
+        "...\n",
+        "&x ",
+        "*x ",
+        "<<: *a\n",
+        "\x00",
+        "\x85",
+        "\ufeff",
+        "\n",
+        "  ",
+        "#",
+        "|\n",
+        ">-\n",
+    ]
 )
 _yamlish_text = st.lists(st.one_of(_yaml_fragments, _text), max_size=40).map("".join)
 
 
 @fuzz(500)
 @given(text=st.one_of(_yamlish_text, st.text(max_size=400)))
-@example("id: x\x00\n")  # found by the corpus: the reader refused a NUL before the try (a traceback)
+@example(
+    "id: x\x00\n"
+)  # found by the corpus: the reader refused a NUL before the try (a traceback)
 def test_load_yaml_on_any_text_gives_data_or_a_packaging_error(text: str) -> None:
-    from plugin_packaging.yamlio import load_yaml
+    from plugin_packaging._fs.yamlio import load_yaml
 
     with watchdog():
         try:
@@ -197,9 +262,15 @@ def test_load_yaml_on_any_text_gives_data_or_a_packaging_error(text: str) -> Non
 
 
 @fuzz(300)
-@given(raw=st.one_of(st.binary(max_size=600), _yamlish_text.map(lambda t: t.encode("utf-8", "surrogatepass"))))
-def test_load_yaml_file_on_any_bytes_gives_data_or_a_packaging_error(raw: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from plugin_packaging.yamlio import load_yaml_file
+@given(
+    raw=st.one_of(
+        st.binary(max_size=600), _yamlish_text.map(lambda t: t.encode("utf-8", "surrogatepass"))
+    )
+)
+def test_load_yaml_file_on_any_bytes_gives_data_or_a_packaging_error(
+    raw: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from plugin_packaging._fs.yamlio import load_yaml_file
 
     path = tmp_path_factory.mktemp("fuzz-yaml") / "plugin.yml"
     path.write_bytes(raw)
@@ -225,11 +296,31 @@ def _mutate(data: bytearray, draw: Callable[..., Any]) -> bytearray:
             limit = min(len(data), 8192) if draw(st.booleans()) else len(data)
             at = draw(st.integers(0, limit - 1))
             width = draw(st.sampled_from([1, 2, 4, 8]))
-            value = draw(st.one_of(st.sampled_from([0, 1, 0x7F, 0xFF, 0xFFFF, 2**31 - 1, 2**32 - 1, 2**63 - 1, 2**64 - 1,
-                                                    len(data), len(data) + 1]), st.integers(0, 2**64 - 1)))
-            data[at : at + width] = (value % (1 << (8 * width))).to_bytes(width, draw(st.sampled_from(["little", "big"])))
+            value = draw(
+                st.one_of(
+                    st.sampled_from(
+                        [
+                            0,
+                            1,
+                            0x7F,
+                            0xFF,
+                            0xFFFF,
+                            2**31 - 1,
+                            2**32 - 1,
+                            2**63 - 1,
+                            2**64 - 1,
+                            len(data),
+                            len(data) + 1,
+                        ]
+                    ),
+                    st.integers(0, 2**64 - 1),
+                )
+            )
+            data[at : at + width] = (value % (1 << (8 * width))).to_bytes(
+                width, draw(st.sampled_from(["little", "big"]))
+            )
         else:
-            del data[draw(st.integers(0, len(data))):]
+            del data[draw(st.integers(0, len(data))) :]
     return data
 
 
@@ -237,13 +328,24 @@ def _mutate(data: bytearray, draw: Callable[..., Any]) -> bytearray:
 def damaged_tree(native_libs: NativeLibraries, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plugin directory with one good bundle and one whose library each example replaces."""
     plugins = tmp_path_factory.mktemp("fuzz-check") / ".plugins"
-    for name, library in (("good", native_libs.good_c_other), ("damaged", native_libs.vendored_dep)):
+    for name, library in (
+        ("good", native_libs.good_c_other),
+        ("damaged", native_libs.vendored_dep),
+    ):
         bundle = plugins / "native" / name
         bundle.mkdir(parents=True)
         shutil.copyfile(library, bundle / f"lib{name}.so")
-        (bundle / "plugin.yml").write_text(yaml.safe_dump({
-            "id": name, "version": "1.0.0", "node_kind": f"{name}_kind", "kind": "native", "entrypoint": f"lib{name}.so",
-        }))
+        (bundle / "plugin.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "id": name,
+                    "version": "1.0.0",
+                    "node_kind": f"{name}_kind",
+                    "kind": "native",
+                    "entrypoint": f"lib{name}.so",
+                }
+            )
+        )
     dependency = native_libs.vendored_dep.parent / "libstreamkit_fixture_vendored.so"
     shutil.copyfile(dependency, plugins / "native" / "damaged" / dependency.name)
     return plugins
@@ -251,8 +353,16 @@ def damaged_tree(native_libs: NativeLibraries, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture(scope="module")
 def library_seeds(native_libs: NativeLibraries) -> list[bytes]:
-    return [p.read_bytes() for p in (native_libs.vendored_dep, native_libs.good_rust, native_libs.foreign_arch,
-                                      native_libs.rpath_usr_local, native_libs.pie_executable)]
+    return [
+        p.read_bytes()
+        for p in (
+            native_libs.vendored_dep,
+            native_libs.good_rust,
+            native_libs.foreign_arch,
+            native_libs.rpath_usr_local,
+            native_libs.pie_executable,
+        )
+    ]
 
 
 @fuzz(150)
@@ -260,8 +370,8 @@ def library_seeds(native_libs: NativeLibraries) -> list[bytes]:
 def test_check_over_a_damaged_library_gives_findings_never_a_crash(
     damaged_tree: Path, library_seeds: list[bytes], data: st.DataObject
 ) -> None:
-    from plugin_packaging.check import check_plugins_dir
-    from plugin_packaging.findings import render
+    from plugin_packaging.check.report import render
+    from plugin_packaging.check.run import check_plugins_dir
 
     seed = data.draw(st.sampled_from(range(len(library_seeds))), label="seed")
     damaged = _mutate(bytearray(library_seeds[seed]), data.draw)
@@ -272,7 +382,9 @@ def test_check_over_a_damaged_library_gives_findings_never_a_crash(
             render(report, output_format)  # type: ignore[arg-type]
     json.dumps(report.to_dict())
     # The good bundle is judged on its own: damage next door never leaks into its verdict.
-    assert not [f for f in report.findings if f.severity == "error" and "/native/good/" in str(f.path)]
+    assert not [
+        f for f in report.findings if f.severity == "error" and "/native/good/" in str(f.path)
+    ]
 
 
 def test_the_watchdog_fires() -> None:

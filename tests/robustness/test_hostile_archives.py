@@ -25,8 +25,14 @@ from confined import changed, run_cli, snapshot
 from fixturelib import NativeLibraries
 
 ARCHIVE = "alpha-1.0.0-bundle.tar.zst"
-MANIFEST = {"id": "alpha", "name": "Alpha", "version": "1.0.0", "node_kind": "alpha_kind", "kind": "native",
-            "entrypoint": "libalpha.so"}
+MANIFEST = {
+    "id": "alpha",
+    "name": "Alpha",
+    "version": "1.0.0",
+    "node_kind": "alpha_kind",
+    "kind": "native",
+    "entrypoint": "libalpha.so",
+}
 
 Member = tuple[tarfile.TarInfo, bytes | None]
 
@@ -60,7 +66,10 @@ def zst(raw: bytes) -> bytes:
 def valid_members(libs: NativeLibraries) -> list[Member]:
     return [
         regular("plugin.yml", yaml.safe_dump(MANIFEST).encode()),
-        regular("manifest.json", json.dumps({"schema_version": 1, **MANIFEST, "models": []}, indent=2).encode()),
+        regular(
+            "manifest.json",
+            json.dumps({"schema_version": 1, **MANIFEST, "models": []}, indent=2).encode(),
+        ),
         regular("libalpha.so", libs.good_c.read_bytes(), 0o755),
     ]
 
@@ -97,54 +106,137 @@ class ArchiveCase:
 
 
 CASES = [
-    ArchiveCase("unpacked-size-bomb", "one member of 64 MiB of zeros (a few KiB compressed), cap 8 MiB",
-                lambda libs: _zero_bomb(64 << 20), ("bundle-too-large", "8388608 bytes"),
-                settings="plugins:\n  bundle_max_unpacked_bytes: 8388608\n"),
-    ArchiveCase("lying-size-header", "a member header claiming 8 GiB, and a stream that ends",
-                _lying_header, ("bundle-too-large", "libalpha.so")),
-    ArchiveCase("many-members", "2 000 empty members, cap 100",
-                lambda libs: zst(tar_bytes([regular(f"junk/{i}", b"") for i in range(2000)] + valid_members(libs))),
-                ("bundle-too-large", "more than 100 members"), settings="plugins:\n  bundle_max_members: 100\n"),
-    ArchiveCase("path-traversal", "a member named ../../outside/pwned.so",
-                lambda libs: zst(tar_bytes(valid_members(libs) + [regular("../../outside/pwned.so", b"x")])),
-                ("bundle-unsafe-member", "../../outside/pwned.so")),
-    ArchiveCase("absolute-name", "a member named /tmp/pwned.so",
-                lambda libs: zst(tar_bytes(valid_members(libs) + [regular("/tmp/pwned.so", b"x")])),
-                ("bundle-unsafe-member", "/tmp/pwned.so")),
-    ArchiveCase("traversal-in-pax-path", "a member whose PAX `path` record climbs out",
-                lambda libs: zst(tar_bytes(valid_members(libs) + [_pax_renamed("ok.txt", "a/../../pwned.so")])),
-                ("bundle-unsafe-member", "pwned.so")),
-    ArchiveCase("symlink", "the entry library is a symlink to /etc/passwd",
-                lambda libs: zst(tar_bytes(valid_members(libs)[:2] + [special("libalpha.so", tarfile.SYMTYPE, linkname="/etc/passwd")])),
-                ("bundle-unsafe-member", "libalpha.so", "symbolic link")),
-    ArchiveCase("hardlink", "a hard link to a file outside the archive",
-                lambda libs: zst(tar_bytes(valid_members(libs) + [special("libextra.so", tarfile.LNKTYPE, linkname="../../etc/passwd")])),
-                ("bundle-unsafe-member", "libextra.so", "hard link")),
-    ArchiveCase("device", "a character device member (/dev/null's numbers)",
-                lambda libs: zst(tar_bytes(valid_members(libs) + [special("null", tarfile.CHRTYPE, devmajor=1, devminor=3)])),
-                ("bundle-unsafe-member", "null")),
-    ArchiveCase("fifo", "a FIFO member",
-                lambda libs: zst(tar_bytes(valid_members(libs) + [special("pipe", tarfile.FIFOTYPE)])),
-                ("bundle-unsafe-member", "pipe")),
-    ArchiveCase("duplicate-members", "plugin.yml twice, with different contents",
-                lambda libs: zst(tar_bytes(valid_members(libs) + [regular("plugin.yml", b"id: impostor\n")])),
-                ("bundle-unsafe-member", "plugin.yml", "appears twice")),
-    ArchiveCase("case-duplicate-members", "libalpha.so and LIBALPHA.SO (one file on a case-insensitive disk)",
-                lambda libs: zst(tar_bytes(valid_members(libs) + [regular("LIBALPHA.SO", b"x")])),
-                ("bundle-unsafe-member", "LIBALPHA.SO", "case-insensitive")),
-    ArchiveCase("truncated-zstd", "a valid bundle cut in the middle of its zstd frame",
-                lambda libs: _first_half(zst(tar_bytes(valid_members(libs)))),
-                ("bundle-corrupt", "cut short")),
-    ArchiveCase("not-zstd", "random bytes named .tar.zst",
-                lambda libs: b"\x89PNG\r\n" + os.urandom(4096), ("bundle-corrupt",)),
-    ArchiveCase("gzip-named-zst", "a gzip-compressed tar named .tar.zst",
-                lambda libs: gzip.compress(tar_bytes(valid_members(libs))), ("bundle-corrupt",)),
+    ArchiveCase(
+        "unpacked-size-bomb",
+        "one member of 64 MiB of zeros (a few KiB compressed), cap 8 MiB",
+        lambda libs: _zero_bomb(64 << 20),
+        ("bundle-too-large", "8388608 bytes"),
+        settings="plugins:\n  bundle_max_unpacked_bytes: 8388608\n",
+    ),
+    ArchiveCase(
+        "lying-size-header",
+        "a member header claiming 8 GiB, and a stream that ends",
+        _lying_header,
+        ("bundle-too-large", "libalpha.so"),
+    ),
+    ArchiveCase(
+        "many-members",
+        "2 000 empty members, cap 100",
+        lambda libs: zst(
+            tar_bytes([regular(f"junk/{i}", b"") for i in range(2000)] + valid_members(libs))
+        ),
+        ("bundle-too-large", "more than 100 members"),
+        settings="plugins:\n  bundle_max_members: 100\n",
+    ),
+    ArchiveCase(
+        "path-traversal",
+        "a member named ../../outside/pwned.so",
+        lambda libs: zst(
+            tar_bytes([*valid_members(libs), regular("../../outside/pwned.so", b"x")])
+        ),
+        ("bundle-unsafe-member", "../../outside/pwned.so"),
+    ),
+    ArchiveCase(
+        "absolute-name",
+        "a member named /tmp/pwned.so",
+        lambda libs: zst(tar_bytes([*valid_members(libs), regular("/tmp/pwned.so", b"x")])),
+        ("bundle-unsafe-member", "/tmp/pwned.so"),
+    ),
+    ArchiveCase(
+        "traversal-in-pax-path",
+        "a member whose PAX `path` record climbs out",
+        lambda libs: zst(
+            tar_bytes([*valid_members(libs), _pax_renamed("ok.txt", "a/../../pwned.so")])
+        ),
+        ("bundle-unsafe-member", "pwned.so"),
+    ),
+    ArchiveCase(
+        "symlink",
+        "the entry library is a symlink to /etc/passwd",
+        lambda libs: zst(
+            tar_bytes(
+                [
+                    *valid_members(libs)[:2],
+                    special("libalpha.so", tarfile.SYMTYPE, linkname="/etc/passwd"),
+                ]
+            )
+        ),
+        ("bundle-unsafe-member", "libalpha.so", "symbolic link"),
+    ),
+    ArchiveCase(
+        "hardlink",
+        "a hard link to a file outside the archive",
+        lambda libs: zst(
+            tar_bytes(
+                [
+                    *valid_members(libs),
+                    special("libextra.so", tarfile.LNKTYPE, linkname="../../etc/passwd"),
+                ]
+            )
+        ),
+        ("bundle-unsafe-member", "libextra.so", "hard link"),
+    ),
+    ArchiveCase(
+        "device",
+        "a character device member (/dev/null's numbers)",
+        lambda libs: zst(
+            tar_bytes(
+                [*valid_members(libs), special("null", tarfile.CHRTYPE, devmajor=1, devminor=3)]
+            )
+        ),
+        ("bundle-unsafe-member", "null"),
+    ),
+    ArchiveCase(
+        "fifo",
+        "a FIFO member",
+        lambda libs: zst(tar_bytes([*valid_members(libs), special("pipe", tarfile.FIFOTYPE)])),
+        ("bundle-unsafe-member", "pipe"),
+    ),
+    ArchiveCase(
+        "duplicate-members",
+        "plugin.yml twice, with different contents",
+        lambda libs: zst(
+            tar_bytes([*valid_members(libs), regular("plugin.yml", b"id: impostor\n")])
+        ),
+        ("bundle-unsafe-member", "plugin.yml", "appears twice"),
+    ),
+    ArchiveCase(
+        "case-duplicate-members",
+        "libalpha.so and LIBALPHA.SO (one file on a case-insensitive disk)",
+        lambda libs: zst(tar_bytes([*valid_members(libs), regular("LIBALPHA.SO", b"x")])),
+        ("bundle-unsafe-member", "LIBALPHA.SO", "case-insensitive"),
+    ),
+    ArchiveCase(
+        "truncated-zstd",
+        "a valid bundle cut in the middle of its zstd frame",
+        lambda libs: _first_half(zst(tar_bytes(valid_members(libs)))),
+        ("bundle-corrupt", "cut short"),
+    ),
+    ArchiveCase(
+        "not-zstd",
+        "random bytes named .tar.zst",
+        lambda libs: b"\x89PNG\r\n" + os.urandom(4096),
+        ("bundle-corrupt",),
+    ),
+    ArchiveCase(
+        "gzip-named-zst",
+        "a gzip-compressed tar named .tar.zst",
+        lambda libs: gzip.compress(tar_bytes(valid_members(libs))),
+        ("bundle-corrupt",),
+    ),
     ArchiveCase("empty-file", "an empty .tar.zst", lambda libs: b"", ("bundle-corrupt", "empty")),
-    ArchiveCase("zstd-of-junk", "a good zstd frame holding no tar", lambda libs: zst(os.urandom(8192)),
-                ("bundle-corrupt",)),
-    ArchiveCase("newline-member-name", "a member whose name holds a newline",
-                lambda libs: zst(tar_bytes(valid_members(libs) + [regular("evil\nname.txt", b"x")])),
-                ("bundle-unsafe-member", "evil\\nname.txt")),
+    ArchiveCase(
+        "zstd-of-junk",
+        "a good zstd frame holding no tar",
+        lambda libs: zst(os.urandom(8192)),
+        ("bundle-corrupt",),
+    ),
+    ArchiveCase(
+        "newline-member-name",
+        "a member whose name holds a newline",
+        lambda libs: zst(tar_bytes([*valid_members(libs), regular("evil\nname.txt", b"x")])),
+        ("bundle-unsafe-member", "evil\\nname.txt"),
+    ),
 ]
 
 
@@ -160,7 +252,12 @@ def _pax_renamed(name: str, pax_path: str) -> Member:
 
 @pytest.mark.parametrize(
     "case",
-    [pytest.param(c, id=c.name, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)] if c.xfail else []) for c in CASES],
+    [
+        pytest.param(
+            c, id=c.name, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)] if c.xfail else []
+        )
+        for c in CASES
+    ],
 )
 def test_verify_refuses_a_hostile_archive_clearly_and_writes_nothing(
     case: ArchiveCase, native_libs: NativeLibraries, tmp_path: Path, tasks_available: frozenset[str]
@@ -193,12 +290,16 @@ def test_verify_refuses_a_hostile_archive_clearly_and_writes_nothing(
     assert not any(p.name == "pwned.so" for p in tmp_path.rglob("*")), report
 
 
-def test_a_valid_bundle_passes_the_same_harness(native_libs: NativeLibraries, tmp_path: Path) -> None:
+def test_a_valid_bundle_passes_the_same_harness(
+    native_libs: NativeLibraries, tmp_path: Path
+) -> None:
     """The control: the harness's own valid archive verifies, so the refusals above are earned."""
     root = tmp_path / "streamkit"
     bundles = root / "dist" / "bundles"
     bundles.mkdir(parents=True)
     (bundles / ARCHIVE).write_bytes(zst(tar_bytes(valid_members(native_libs))))
     (tmp_path / "tmp").mkdir()
-    result = run_cli(["verify-plugin-bundles", "--root", root], cwd=tmp_path, tmpdir=tmp_path / "tmp")
+    result = run_cli(
+        ["verify-plugin-bundles", "--root", root], cwd=tmp_path, tmpdir=tmp_path / "tmp"
+    )
     assert result.code == 0 and "verification passed" in result.output, result.describe()

@@ -28,10 +28,17 @@ def _bundle(native: Path, variant: str, library: Path) -> None:
     bundle = native / variant
     bundle.mkdir(parents=True)
     shutil.copyfile(library, bundle / library.name)
-    (bundle / "plugin.yml").write_text(yaml.safe_dump({
-        "id": variant.replace("_", "-"), "version": "1.0.0", "node_kind": "fixture_good", "kind": "native",
-        "entrypoint": library.name,
-    }))
+    (bundle / "plugin.yml").write_text(
+        yaml.safe_dump(
+            {
+                "id": variant.replace("_", "-"),
+                "version": "1.0.0",
+                "node_kind": "fixture_good",
+                "kind": "native",
+                "entrypoint": library.name,
+            }
+        )
+    )
 
 
 def _processes_mapping(fragment: str) -> list[int]:
@@ -61,8 +68,12 @@ def test_probe_survives_aborting_hanging_forking_and_scribbling_constructors(
     scratch.mkdir()
     before = snapshot(tmp_path)
 
-    result = run_cli(["check-plugins-native", "--root", root, "--probe", "--probe-timeout", PROBE_TIMEOUT],
-                     cwd=cwd, tmpdir=scratch, timeout=RUN_LIMIT)
+    result = run_cli(
+        ["check-plugins-native", "--root", root, "--probe", "--probe-timeout", PROBE_TIMEOUT],
+        cwd=cwd,
+        tmpdir=scratch,
+        timeout=RUN_LIMIT,
+    )
 
     report = result.describe()
     assert "Traceback" not in result.output, report
@@ -82,9 +93,10 @@ def test_probe_survives_aborting_hanging_forking_and_scribbling_constructors(
         assert any(f"lib{variant}.so" in line for line in probed), report
     # Nothing of theirs is left running, and nothing they wrote is left anywhere of ours.
     for variant in MISBEHAVING:
-        library = native / variant / f"lib{variant}.so"  # this test's own copy: no other run maps it
+        library = (
+            native / variant / f"lib{variant}.so"
+        )  # this test's own copy: no other run maps it
         assert _processes_mapping(str(library)) == [], f"a process of {library.name} survived"
     assert changed(before, snapshot(tmp_path)) == [], report
     assert os.listdir(scratch) == [], f"the probe left {os.listdir(scratch)} in TMPDIR"
-    assert not [p for p in tmp_path.rglob(CTOR_MARKER_NAME)], "a constructor's file escaped the probe"
-
+    assert not list(tmp_path.rglob(CTOR_MARKER_NAME)), "a constructor's file escaped the probe"

@@ -1,0 +1,223 @@
+"""Reading YAML that people wrote, safely and with errors that point at the line.
+
+Manifests are small; anything big, deeply aliased or not UTF-8 is refused before it can cost
+memory or time (a "billion laughs" alias bomb is cheap for PyYAML to build as shared references,
+but expensive for everything that walks the result afterwards).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from plugin_packaging._fs.files import NotRegularFile, open_regular_file
+from plugin_packaging.errors import PackagingError
+
+#: A manifest is a few KiB; a megabyte is already absurd.
+MAX_MANIFEST_BYTES = 1024 * 1024
+#: Manifests need no anchors at all; a handful is tolerated, a bomb is not.
+MAX_ALIASES = 64
+
+
+def read_text(path: Path, *, limit: int = MAX_MANIFEST_BYTES) -> str:
+    """Read a small UTF-8 text file, refusing huge, unreadable or binary files clearly.
+
+    Only a regular file (or a symlink to one) is read: a named pipe would block the open until
+    a writer came, and a device such as /dev/zero would never end.
+    """
+    try:
+        with open_regular_file(path) as handle:
+            data = handle.read(limit + 1)
+    except NotRegularFile as exc:
+        if exc.is_directory:
+            raise PackagingError(
+                "not-a-file", "is a directory, expected a text file", path
+            ) from None
+        raise PackagingError(
+            "not-a-file", str(exc), path, hint="replace it with the text file it should be"
+        ) from None
+    except PermissionError:
+        raise PackagingError(
+            "unreadable",
+            "cannot be read (permission denied)",
+            path,
+            hint="check the file's permissions",
+        ) from None
+    except OSError as exc:
+        raise PackagingError(
+            "unreadable", f"cannot be read ({exc.strerror or exc})", path
+        ) from None
+    if len(data) > limit:
+        raise PackagingError(
+            "manifest-too-large",
+            f"is larger than {limit // 1024} KiB; a plugin manifest is a few lines of YAML",
+            path,
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PackagingError(
+            "manifest-not-utf8",
+            f"is not UTF-8 text (bad byte at offset {exc.start})",
+            path,
+            hint="save the file as UTF-8",
+        ) from None
+
+
+#: Characters PyYAML's two parsers read differently: its pure-Python scanner refuses tabs inside
+#: plain values that libyaml accepts, and libyaml treats a byte-order mark at the start of any
+#: line, and NEL, LS and PS line breaks, in its own way. Text holding one is read the careful way.
+_PARSERS_DIFFER = ("\t", "\x85", "\u2028", "\u2029", "\ufeff")
+
+
+@functools.lru_cache(maxsize=1)
+def libyaml_safe_loader() -> Any:
+    """`yaml.CSafeLoader` when PyYAML was built with a libyaml that limits nesting, else None.
+
+    libyaml 0.2.6 refuses more than 1000 nested levels; with an older one PyYAML's compiled
+    composer would recurse on the C stack for every `[` of a hostile file until the process died.
+    """
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is None:
+        return None
+    try:
+        from yaml import _yaml
+
+        version = tuple(_yaml.get_version())
+    except (ImportError, AttributeError, TypeError):
+        return None
+    return loader if version >= (0, 2, 6) else None
+
+
+def libyaml_reads_as_pyyaml(text: str) -> bool:
+    """True when libyaml may parse `text` in place of PyYAML's pure-Python parser.
+
+    Without an anchor (`&`) there can be no alias, so no alias bomb. Without the characters the
+    two parsers disagree on they build the same data from anything a manifest holds, and from
+    everything `manifest.yaml_entry` writes (tests/test_yamlio.py compares them). What remains is
+    libyaml accepting a few oddities PyYAML refuses (a block scalar's `|` directly followed by
+    `#`) or reads otherwise (a bare `!` tag: '' rather than null); an error is still always
+    PyYAML's, see `load_yaml`.
+    """
+    return "&" not in text and not any(character in text for character in _PARSERS_DIFFER)
+
+
+def load_yaml(text: str, path: Path) -> Any:
+    """`yaml.safe_load` with an alias limit; syntax errors name the line and column.
+
+    libyaml (`libyaml_safe_loader`) reads most manifests, three times faster than PyYAML's
+    pure-Python parser; text it cannot read, or may read differently, goes to the pure-Python
+    parser, whose messages name the character and place of a mistake better than libyaml's.
+    """
+    fast = libyaml_safe_loader()
+    if fast is not None and libyaml_reads_as_pyyaml(text):
+        import yaml
+
+        try:
+            return yaml.load(text, Loader=fast)  # CSafeLoader: the safe loader, in C
+        except Exception:
+            pass
+    return _careful_load(text, path)
+
+
+def _careful_load(text: str, path: Path) -> Any:
+    """PyYAML's pure-Python safe loader, with an alias limit and marked errors."""
+    import yaml
+
+    class _BoundedLoader(yaml.SafeLoader):
+        aliases_seen = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+            if self.check_event(yaml.AliasEvent):
+                self.aliases_seen += 1
+                if self.aliases_seen > MAX_ALIASES:
+                    raise PackagingError(
+                        "manifest-alias-bomb",
+                        f"uses more than {MAX_ALIASES} YAML aliases",
+                        path,
+                        hint="write the values out; manifests do not need anchors",
+                    )
+            return super().compose_node(parent, index)
+
+        def construct_object(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+            # A value that matches a tag's pattern but is no such value (the date 2024-13-01,
+            # `!!float x`) fails in Python's own constructors; give it the node's place.
+            try:
+                return super().construct_object(node, deep)
+            except (ValueError, OverflowError) as exc:
+                kind = node.tag.rsplit(":", 1)[-1]
+                shown = f"{node.value!r} " if isinstance(node, yaml.ScalarNode) else ""
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{shown}is not a valid {kind} ({exc}); quote it if it is text",
+                    node.start_mark,
+                ) from None
+
+    try:
+        # The reader checks every character as it is built: a NUL or another unprintable
+        # character already fails here.
+        loader = _BoundedLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, path) from None
+    try:
+        return loader.get_single_data()
+    except PackagingError:
+        raise
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, path) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise PackagingError(
+            "manifest-invalid-yaml", f"is not valid YAML{where}: {problem}", path
+        ) from None
+    except yaml.YAMLError as exc:
+        raise PackagingError("manifest-invalid-yaml", f"is not valid YAML: {exc}", path) from None
+    except RecursionError:
+        raise PackagingError(
+            "manifest-too-deep", "nests too deeply to be a manifest", path
+        ) from None
+    finally:
+        loader.dispose()
+
+
+def _reader_error(exc: Any, text: str, path: Path) -> PackagingError:
+    """A character YAML does not allow (NUL, most control characters), placed by line and column."""
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    column = exc.position - (before.rfind("\n") + 1) + 1
+    return PackagingError(
+        "manifest-invalid-yaml",
+        f"is not valid YAML at line {line}, column {column}: the character U+{exc.character:04X} is "
+        "not allowed in YAML",
+        path,
+        hint="remove the control character (YAML allows tabs, line breaks and printable text)",
+    )
+
+
+def load_json(text: str, path: Path, *, code: str, what: str, hint: str | None = None) -> Any:
+    """`json.loads` for a small file people or tools wrote; errors name the line, and nesting
+    deep enough to exhaust the parser is refused as `what` ("a manifest", "a settings file")."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PackagingError(
+            code,
+            f"is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            path,
+            hint=hint,
+        ) from None
+    except RecursionError:
+        raise PackagingError(code, f"nests too deeply to be {what}", path, hint=hint) from None
+
+
+def load_yaml_file(path: Path) -> Any:
+    """Read and parse one YAML file (see `read_text` and `load_yaml`)."""
+    return load_yaml(read_text(path), path)

@@ -1,0 +1,657 @@
+"""Installing built plugins into `P/native/<id>/`: plan, stage, swap, and skip what is unchanged.
+
+Each plugin goes through three steps. *Plan* decides from cheap facts first: when the signatures
+(size, mtime, inode) of every input (source manifest, Cargo.toml files, library, template) and of
+the installed files equal those recorded by the last run, the plugin is up to date and nothing is
+parsed, rendered or read. Otherwise the library and the manifest are looked at separately:
+
+- the library is compared with the installed copy (or known equal from the recorded signatures)
+  and, when it differs, copied into the staging area at once, on a worker thread;
+- meanwhile this thread produces the `plugin.yml` text: the one recorded last time when none of
+  its inputs changed (a rebuilt library needs no template rendering), else freshly rendered.
+
+*Stage* completes the new bundle (the library, byte for byte, and the generated `plugin.yml`) in
+the staging area, and *swap* exchanges it with the live directory (see `swap.py`). A failure in
+one plugin is reported on its line and never touches another plugin or the old copy of itself.
+
+The order is chosen for speed: the copies are the expensive part and release the GIL, so they
+start before the template engine is imported, largest library first, and overlap with the
+rendering; a run that finds nothing changed parses no YAML, renders nothing and reads no library.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from plugin_packaging._fs.files import open_regular_file
+from plugin_packaging._fs.swap import NEW_MARK, park, recover_staging, remove_entry, swap_in
+from plugin_packaging.errors import PackagingError
+from plugin_packaging.install.state import InstallState, Signature, file_signature, stat_signature
+from plugin_packaging.settings import Settings
+from plugin_packaging.sources.artifacts import Artifact, locate_artifact
+from plugin_packaging.sources.scan import PluginSource, SourceScan, scan_sources, select_sources
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+MANIFEST_NAME = "plugin.yml"
+#: The packaged template's file name (`manifest.TEMPLATE_NAME`), repeated here so that a run with
+#: nothing to render does not import the manifest module.
+_TEMPLATE_FILE = "plugin.yml.j2"
+
+Action = Literal["install", "update", "up-to-date", "not-built", "failed", "orphaned", "remove"]
+
+
+@dataclass(frozen=True)
+class PluginAction:
+    """What happens (or, in a dry run, would happen) to one plugin."""
+
+    id: str
+    action: Action
+    version: str | None = None
+    library: str | None = None
+    size: int = 0
+    #: A line for the person: what was looked for, why it was skipped, what failed.
+    detail: str | None = None
+    error: PackagingError | None = None
+    warnings: tuple[PackagingError, ...] = ()
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    """Everything a run did, for the report and the exit status."""
+
+    actions: tuple[PluginAction, ...]
+    scan_errors: tuple[PackagingError, ...] = ()
+    scan_warnings: tuple[PackagingError, ...] = ()
+    repairs: tuple[str, ...] = ()
+    dry_run: bool = False
+    #: Ids whose bundle changed in this run, for a check that looks only at what changed.
+    changed: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.scan_errors) or any(a.action == "failed" for a in self.actions)
+
+
+@dataclass(frozen=True)
+class _ManifestText:
+    """The generated `plugin.yml` of one plugin, and what was noticed while generating it."""
+
+    text: str
+    version: str
+    warnings: tuple[PackagingError, ...] = ()
+
+
+@dataclass
+class _Work:
+    """One plugin the quick check could not clear: what is known about it so far."""
+
+    source: PluginSource
+    artifact: Artifact
+    target: Path
+    inputs: dict[str, Any]
+    recorded: dict[str, Any] | None
+    #: Signatures of the installed bundle's entries, None when there is no bundle.
+    installed: dict[str, Signature] | None
+    manifest: _ManifestText | None = None
+    #: True when the installed library already holds the built bytes.
+    library_same: bool = False
+    #: The staging directory holding the copied library, when it had to be copied.
+    staged: Path | None = None
+    error: PackagingError | None = None
+    library_job: Future[None] | None = None
+
+
+@dataclass
+class _RunInputs:
+    """Signatures every plugin of one run shares, taken once instead of once per plugin."""
+
+    template: Signature
+    #: Cargo.toml signatures by directory, filled as crates are met (workspace inheritance
+    #: makes every Cargo.toml between a crate and the root an input).
+    cargo: dict[str, Signature] = field(default_factory=dict)
+
+
+def install_plugins(
+    settings: Settings,
+    *,
+    only: Sequence[str] = (),
+    dry_run: bool = False,
+    require_all: bool = False,
+) -> InstallReport:
+    """Install every built plugin (or those named by `only`) into `settings.native_dir`."""
+    if dry_run:
+        return _run(settings, only=only, dry_run=True, require_all=require_all)
+    from plugin_packaging._fs.lock import DirectoryLock
+
+    with DirectoryLock(settings.state_dir):
+        return _run(settings, only=only, dry_run=False, require_all=require_all)
+
+
+def _run(
+    settings: Settings, *, only: Sequence[str], dry_run: bool, require_all: bool
+) -> InstallReport:
+    staging = settings.state_dir / "staging"
+    repairs: list[str] = []
+    if not dry_run:
+        _ensure_plugins_dir(settings)
+        repairs = recover_staging(staging, settings.native_dir)
+    state = InstallState.load(settings.state_dir)
+    scan = scan_sources(settings, cache=state.sources)
+    selected = select_sources(scan, only)
+    required = set(only) | ({s.id for s in selected} if require_all else set())
+    actions = _carry_out(settings, selected, state, staging, dry_run, required)
+    actions += _orphans(settings, scan, state, staging, dry_run) if not only else []
+    warnings = list(scan.warnings)
+    if not dry_run:
+        live = {str(p) for p in _manifest_paths(scan)}
+        state.sources = {k: v for k, v in state.sources.items() if k in live}
+        try:
+            state.save(settings.state_dir)
+        except PackagingError as problem:
+            # Only a cache is lost (`state-not-saved`): the plugins are installed or failed on
+            # their own lines, and the next run compares bytes instead of signatures.
+            warnings.append(problem)
+    changed = tuple(a.id for a in actions if a.action in ("install", "update", "remove"))
+    return InstallReport(
+        actions=tuple(actions),
+        scan_errors=scan.errors,
+        scan_warnings=tuple(warnings),
+        repairs=tuple(repairs),
+        dry_run=dry_run,
+        changed=changed,
+    )
+
+
+def _ensure_plugins_dir(settings: Settings) -> None:
+    try:
+        settings.native_dir.mkdir(parents=True, exist_ok=True)
+        (settings.state_dir / "staging").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _os_error(exc, settings.plugins_dir, "create the plugin directory") from None
+
+
+def _manifest_paths(scan: SourceScan) -> Iterable[Path]:
+    return (s.manifest_path for s in scan.sources if s.manifest_path is not None)
+
+
+# --- carrying out ----------------------------------------------------------------------------
+
+
+def _carry_out(
+    settings: Settings,
+    sources: list[PluginSource],
+    state: InstallState,
+    staging: Path,
+    dry_run: bool,
+    required: set[str],
+) -> list[PluginAction]:
+    """Plan every plugin, do the work the plan leaves, and return the actions in source order."""
+    run_inputs = _RunInputs(template=file_signature(settings.template or _packaged_template()))
+    actions: dict[str, PluginAction] = {}
+    work: list[_Work] = []
+    for source in sources:
+        try:
+            outcome = _quick_plan(settings, source, state, run_inputs, required)
+        except PackagingError as exc:
+            outcome = PluginAction(source.id, "failed", error=exc)
+        if isinstance(outcome, _Work):
+            work.append(outcome)
+        else:
+            actions[source.id] = outcome
+    if work:
+        _do_work(settings, work, staging, dry_run)
+        actions.update((w.source.id, _finish(w, state, staging, dry_run)) for w in work)
+    return [actions[source.id] for source in sources]
+
+
+def _quick_plan(
+    settings: Settings,
+    source: PluginSource,
+    state: InstallState,
+    run_inputs: _RunInputs,
+    required: set[str],
+) -> PluginAction | _Work:
+    """Settle a plugin from signatures alone (not built, up to date) or hand it on as work."""
+    artifact = locate_artifact(settings.root, source, settings.platform)
+    if not artifact.exists:
+        return _not_built(settings, source, artifact, required)
+    inputs = _input_signatures(settings, source, artifact, run_inputs)
+    recorded = state.plugins.get(source.id)
+    recorded = recorded if isinstance(recorded, dict) else None
+    target = settings.native_dir / source.id
+    installed = _installed_signatures(target)
+    if (
+        recorded is not None
+        and recorded.get("inputs") == inputs
+        and recorded.get("installed") == installed
+    ):
+        version = recorded.get("version")
+        return PluginAction(
+            source.id,
+            "up-to-date",
+            version if isinstance(version, str) else None,
+            artifact.file_name,
+            artifact.size,
+        )
+    return _Work(source, artifact, target, inputs, recorded, installed)
+
+
+def _do_work(settings: Settings, work: list[_Work], staging: Path, dry_run: bool) -> None:
+    """Look at (and copy) the libraries on worker threads while this one makes the manifests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Largest first: the biggest copy bounds the run, so it must not start last.
+    by_size = sorted(work, key=lambda w: w.artifact.size, reverse=True)
+    with ThreadPoolExecutor(max_workers=max(1, min(settings.jobs, len(work)))) as pool:
+        for item in by_size:
+            item.library_job = pool.submit(_prepare_library, item, staging, dry_run)
+        for item in work:
+            try:
+                item.manifest = _manifest_for(settings, item)
+            except PackagingError as exc:
+                item.error = exc
+        for item in work:
+            assert item.library_job is not None
+            try:
+                item.library_job.result()
+            except PackagingError as exc:
+                item.error = item.error or exc
+
+
+def _finish(item: _Work, state: InstallState, staging: Path, dry_run: bool) -> PluginAction:
+    """Decide what the work came to, and swap the new bundle in when there is one."""
+    source, artifact, manifest = item.source, item.artifact, item.manifest
+    if item.error is not None or manifest is None:
+        if item.staged is not None:
+            remove_entry(item.staged)
+        warnings = manifest.warnings if manifest else ()
+        version = manifest.version if manifest else None
+        return PluginAction(source.id, "failed", version, error=item.error, warnings=warnings)
+    base: dict[str, Any] = {
+        "id": source.id,
+        "version": manifest.version,
+        "library": artifact.file_name,
+        "size": artifact.size,
+        "warnings": manifest.warnings,
+    }
+    if item.library_same and _installed_matches(item, manifest):
+        if not dry_run:
+            _remember(state, item, manifest)
+        return PluginAction(action="up-to-date", **base)
+    action: Action = "update" if os.path.lexists(item.target) else "install"
+    if dry_run:
+        return PluginAction(action=action, **base)
+    try:
+        staged = _complete_bundle(item, manifest, staging)
+        try:
+            swap_in(staged, item.target)
+        except OSError as exc:
+            remove_entry(staged)
+            raise _os_error(exc, item.target, "replace the installed bundle") from None
+    except PackagingError as exc:
+        return PluginAction(
+            source.id, "failed", manifest.version, error=exc, warnings=manifest.warnings
+        )
+    _remember(state, item, manifest)
+    return PluginAction(action=action, **base)
+
+
+def _not_built(
+    settings: Settings, source: PluginSource, artifact: Artifact, required: set[str]
+) -> PluginAction:
+    looked_for = f"looked for {artifact.declared} (from {source.origin}: artifact)"
+    if artifact.problem:
+        error = PackagingError(
+            "artifact-unusable",
+            f"{artifact.problem} ({looked_for})",
+            artifact.path,
+            hint="remove it and rebuild the plugin",
+        )
+        return PluginAction(source.id, "failed", detail=looked_for, error=error)
+    if source.id in required:
+        error = PackagingError(
+            "artifact-missing",
+            f"plugin {source.id} is not built: {looked_for}",
+            artifact.path,
+            hint=f"build it first (e.g. `plugin-packaging build-plugins-native --only {source.id}`)",
+        )
+        return PluginAction(source.id, "failed", detail=looked_for, error=error)
+    installed = settings.native_dir / source.id
+    if os.path.lexists(installed):
+        looked_for += "; the installed copy is kept"
+    return PluginAction(source.id, "not-built", detail=looked_for)
+
+
+# --- the library -----------------------------------------------------------------------------
+
+
+def _prepare_library(item: _Work, staging: Path, dry_run: bool) -> None:
+    """On a worker: find out whether the installed library has the built bytes; copy when not."""
+    item.library_same = _library_known_same(item) or _installed_library_same(item)
+    if item.library_same or dry_run:
+        return
+    try:
+        item.staged = _new_staging_dir(staging, item.source.id)
+        library = item.staged / item.artifact.file_name
+        shutil.copyfile(item.artifact.path, library)
+        os.chmod(library, 0o755)
+    except OSError as exc:
+        raise _os_error(exc, item.artifact.path, f"stage {item.source.id}") from None
+    if file_signature(item.artifact.path) != item.inputs["library"]:
+        raise PackagingError(
+            "artifact-changed-during-copy",
+            "changed while it was being copied (is a build still running?)",
+            item.artifact.path,
+            hint="wait for the build to finish and run the command again",
+        )
+
+
+def _library_known_same(item: _Work) -> bool:
+    """True when the signatures prove it: the built library and the installed copy are both
+    exactly as they were when the last run copied one to the other (only the manifest side
+    changed, e.g. an edited plugin.yml)."""
+    recorded, installed = item.recorded, item.installed
+    name = item.artifact.file_name
+    if (
+        recorded is None
+        or installed is None
+        or installed.get(name) is None
+        or os.path.islink(item.target)
+    ):
+        return False
+    return (
+        recorded.get("library") == name
+        and _mapping(recorded.get("inputs")).get("library") == item.inputs["library"]
+        and _mapping(recorded.get("installed")).get(name) == installed[name]
+    )
+
+
+def _installed_library_same(item: _Work) -> bool:
+    """Compare the bytes; only when the installed file could be equal (same name and size, and
+    the mode every library we install has: a `chmod 000` one must be replaced)."""
+    if item.installed is None or os.path.islink(item.target):
+        return False
+    signature = item.installed.get(item.artifact.file_name)
+    if signature is None or signature[0] != item.artifact.size or not _has_mode(signature, 0o755):
+        return False
+    try:
+        return _same_bytes(item.artifact.path, item.target / item.artifact.file_name)
+    except OSError:
+        return False
+
+
+def _same_bytes(built: Path, installed: Path) -> bool:
+    """Compare two files block by block; stops at the first difference (a relinked library's
+    build-id sits in its first page, so a rebuild is usually told apart after one block)."""
+    chunk = 1 << 20
+    # Never wait on a named pipe put where the library was: not a regular file raises OSError.
+    with open(built, "rb") as a, open_regular_file(installed) as b:
+        while True:
+            block = a.read(chunk)
+            if block != b.read(chunk):
+                return False
+            if not block:
+                return True
+
+
+def _has_mode(signature: Signature, permissions: int) -> bool:
+    """True for the signature of a regular file with exactly these permission bits."""
+    return (
+        signature is not None
+        and stat.S_ISREG(signature[3])
+        and stat.S_IMODE(signature[3]) == permissions
+    )
+
+
+def _new_staging_dir(staging: Path, plugin_id: str) -> Path:
+    staged = Path(tempfile.mkdtemp(prefix=f"{plugin_id}{NEW_MARK}", dir=staging))
+    os.chmod(staged, 0o755)
+    return staged
+
+
+# --- the manifest ----------------------------------------------------------------------------
+
+
+def _manifest_for(settings: Settings, item: _Work) -> _ManifestText:
+    """The `plugin.yml` text: recorded by the last run when its inputs are unchanged, else rendered."""
+    recorded = _mapping(_mapping(item.recorded).get("manifest"))
+    warnings = _warnings_from(recorded.get("warnings"))
+    if (
+        recorded.get("inputs") == _manifest_inputs(item)
+        and isinstance(recorded.get("text"), str)
+        and isinstance(recorded.get("version"), str)
+        and warnings is not None
+    ):
+        return _ManifestText(recorded["text"], recorded["version"], warnings)
+    return _render_manifest(settings, item)
+
+
+def _warnings_from(value: Any) -> tuple[PackagingError, ...] | None:
+    """The warnings recorded with a manifest, or None when the record is not what `_remember`
+    writes (a damaged cache: the manifest is rendered again)."""
+    if not isinstance(value, list):
+        return None
+    warnings = []
+    for entry in value:
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 4
+            and all(isinstance(part, str) for part in entry[:2])
+            and all(part is None or isinstance(part, str) for part in entry[2:])
+        ):
+            return None
+        warnings.append(PackagingError(*entry))
+    return tuple(warnings)
+
+
+def _render_manifest(settings: Settings, item: _Work) -> _ManifestText:
+    from plugin_packaging.sources.cargo import read_crate
+    from plugin_packaging.sources.plugin_yml import generate_manifest, render_manifest
+
+    source = item.source
+    crate = read_crate(source.crate_dir, stop_at=settings.root) if source.crate_dir else None
+    manifest = generate_manifest(
+        source.data,
+        origin=source.origin,
+        origin_path=source.manifest_path or Path(source.origin),
+        entrypoint=item.artifact.file_name,
+        crate=crate,
+    )
+    text = render_manifest(manifest, settings.template)
+    return _ManifestText(text, manifest.version, manifest.warnings)
+
+
+def _manifest_inputs(item: _Work) -> dict[str, Any]:
+    """What the generated manifest depends on: every input but the library's bytes, and its name."""
+    inputs = {key: value for key, value in item.inputs.items() if key != "library"}
+    inputs["entrypoint"] = item.artifact.file_name
+    return inputs
+
+
+def _installed_matches(item: _Work, manifest: _ManifestText) -> bool:
+    """True when the bundle holds exactly the library and this manifest, nothing else."""
+    expected = sorted([item.artifact.file_name, MANIFEST_NAME])
+    if item.installed is None or sorted(item.installed) != expected or os.path.islink(item.target):
+        return False
+    signature = item.installed[MANIFEST_NAME]
+    if not _has_mode(signature, 0o644):
+        return False
+    recorded = _mapping(item.recorded)
+    if (
+        _mapping(recorded.get("installed")).get(MANIFEST_NAME) == signature
+        and _mapping(recorded.get("manifest")).get("text") == manifest.text
+    ):
+        return True  # the installed file is the one the last run wrote with this very text
+    wanted = manifest.text.encode("utf-8")
+    try:
+        with open_regular_file(item.target / MANIFEST_NAME) as handle:
+            return handle.read(len(wanted) + 1) == wanted
+    except OSError:  # missing, unreadable, or not a regular file: rewrite it
+        return False
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A recorded mapping, or an empty one where a damaged state file holds something else."""
+    return value if isinstance(value, dict) else {}
+
+
+# --- staging and the state -------------------------------------------------------------------
+
+
+def _complete_bundle(item: _Work, manifest: _ManifestText, staging: Path) -> Path:
+    """The staged bundle: the copied library (or a link to the unchanged installed one) and the
+    manifest."""
+    staged = item.staged
+    try:
+        if staged is None:
+            # The library is unchanged (only the manifest or a stray file differs): link the
+            # installed copy instead of copying it again. It is never written in place, so
+            # sharing its inode is safe; a file system without hard links gets a copy.
+            staged = _new_staging_dir(staging, item.source.id)
+            installed_library = item.target / item.artifact.file_name
+            try:
+                os.link(installed_library, staged / item.artifact.file_name)
+            except OSError:
+                shutil.copyfile(installed_library, staged / item.artifact.file_name)
+            # A copy the old recipe left may have another mode; ours are always 0755.
+            os.chmod(staged / item.artifact.file_name, 0o755)
+        with open(staged / MANIFEST_NAME, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(manifest.text)
+        os.chmod(staged / MANIFEST_NAME, 0o644)
+    except OSError as exc:
+        if staged is not None:
+            remove_entry(staged)
+        raise _os_error(exc, item.target, f"stage {item.source.id}") from None
+    return staged
+
+
+def _remember(state: InstallState, item: _Work, manifest: _ManifestText) -> None:
+    state.plugins[item.source.id] = {
+        "inputs": item.inputs,
+        "installed": _installed_signatures(item.target),
+        "version": manifest.version,
+        "library": item.artifact.file_name,
+        "manifest": {
+            "inputs": _manifest_inputs(item),
+            "text": manifest.text,
+            "version": manifest.version,
+            "warnings": [
+                [w.code, w.message, str(w.path) if w.path is not None else None, w.hint]
+                for w in manifest.warnings
+            ],
+        },
+    }
+
+
+def _input_signatures(
+    settings: Settings, source: PluginSource, artifact: Artifact, run_inputs: _RunInputs
+) -> dict[str, Any]:
+    """Signatures of everything the installed bundle is made from."""
+    inputs: dict[str, Any] = {
+        "library": stat_signature(artifact.stat) if artifact.stat else None,
+        "platform": settings.platform,
+        "template": run_inputs.template,
+    }
+    if source.manifest_path is not None:
+        inputs["manifest"] = file_signature(source.manifest_path)
+    else:
+        inputs["declaration"] = repr(sorted(source.data.items()))
+    if source.crate_dir is not None:
+        inputs["cargo"] = _cargo_signatures(settings, source.crate_dir, run_inputs)
+    return inputs
+
+
+def _cargo_signatures(
+    settings: Settings, crate_dir: Path, run_inputs: _RunInputs
+) -> list[Signature]:
+    """The crate's Cargo.toml and every one above it up to the root, where an inherited
+    `version.workspace = true` may be resolved; directories shared by many crates are
+    looked at once per run. (Plain strings: pathlib's parents and comparisons cost more than
+    the stat calls on a tree of 200 plugins.)"""
+    root = str(settings.root)
+    directory = str(crate_dir)
+    signatures = []
+    while True:
+        if directory not in run_inputs.cargo:
+            run_inputs.cargo[directory] = file_signature(os.path.join(directory, "Cargo.toml"))
+        signatures.append(run_inputs.cargo[directory])
+        if directory == root or not directory.startswith(root + os.sep):
+            return signatures
+        directory = os.path.dirname(directory)
+
+
+def _packaged_template() -> Path:
+    from plugin_packaging import templates
+
+    return Path(templates.__file__).parent / _TEMPLATE_FILE
+
+
+def _installed_signatures(target: Path) -> dict[str, Signature] | None:
+    """Signatures of every entry of an installed bundle, or None when there is no bundle."""
+    try:
+        names = os.listdir(target)
+    except OSError:
+        return None
+    directory = str(target)
+    return {name: file_signature(os.path.join(directory, name)) for name in sorted(names)}
+
+
+# --- orphans ---------------------------------------------------------------------------------
+
+
+def _orphans(
+    settings: Settings, scan: SourceScan, state: InstallState, staging: Path, dry_run: bool
+) -> list[PluginAction]:
+    """Bundles this tool installed earlier whose source is gone: kept, or removed with prune.
+
+    A source that could not be read is not gone: the bundle of each name it may stand for
+    (`scan.unresolved`) is left alone, and when a directory that may hold any number of sources
+    could not be listed, no bundle is called an orphan (`--prune` would delete live plugins).
+    """
+    current = {s.id for s in scan.sources} | scan.unresolved
+    actions = []
+    for plugin_id in sorted(set(state.plugins) - current):
+        target = settings.native_dir / plugin_id
+        if not os.path.lexists(target):
+            state.plugins.pop(plugin_id, None)
+            continue
+        if not scan.complete:
+            continue
+        if not settings.prune:
+            actions.append(
+                PluginAction(
+                    plugin_id,
+                    "orphaned",
+                    state.plugins[plugin_id].get("version"),
+                    detail="installed earlier, no source declares it now; --prune removes it",
+                )
+            )
+            continue
+        if not dry_run:
+            remove_entry(park(target, staging))
+            state.plugins.pop(plugin_id, None)
+        actions.append(PluginAction(plugin_id, "remove", detail="no source declares it any more"))
+    return actions
+
+
+def _os_error(exc: OSError, path: Path, doing: str) -> PackagingError:
+    import errno
+
+    reason = exc.strerror or str(exc)
+    hint = None
+    if exc.errno == errno.ENOSPC:
+        hint = "free some disk space and run again; the installed plugins were not changed"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "make the plugin directory writable (or pass --plugins-dir); nothing was changed"
+    return PackagingError(
+        "io-error", f"could not {doing}: {reason}", Path(exc.filename or path), hint=hint
+    )

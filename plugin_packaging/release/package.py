@@ -1,0 +1,998 @@
+"""Release packaging: a reproducible bundle archive per built plugin, and the registry that lists it.
+
+The same discovery and the same generated `plugin.yml` as `copy-plugins-native` (sources ->
+artifacts -> manifest), then, per plugin version:
+
+- *plan* (read-only, also what `--dry-run` shows): is the plugin built, what goes into its bundle
+  (library at its `entrypoint`, `plugin.yml`, `manifest.json`, declared `extra_files`), and what
+  the published registry already says about this version;
+- *append-only*: a version that is already published is never rebuilt. Its manifest is compared
+  with the one this build would write (without the `bundle` block, as StreamKit's builder does);
+  a difference fails the run with a unified diff and the advice to bump the version, no
+  difference carries the published manifest and signature over byte for byte. Only variants for
+  accelerators not published yet may be added, which re-signs that manifest;
+- *write*: bundles (`write_bundle`: sorted members, fixed mtime from SOURCE_DATE_EPOCH, no owner)
+  and the whole registry are built in a staging directory inside `<out>`, signed, checksummed,
+  and swapped into `<out>/bundles` and `<out>/registry` only when everything succeeded. A failed
+  or interrupted run leaves the previous output as it was.
+
+Every problem of every plugin is collected before anything is written, so one run shows them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+from plugin_packaging.errors import PackagingError
+from plugin_packaging.settings import Settings
+
+if TYPE_CHECKING:
+    from minisign import SecretKey
+
+    from plugin_packaging.release.archive import ArchiveMember
+    from plugin_packaging.release.published import PublishedRegistry, PublishedVersion
+    from plugin_packaging.sources.artifacts import Artifact
+    from plugin_packaging.sources.scan import PluginSource
+
+#: What a release does with one plugin version.
+Status = Literal["publish", "add-variant", "unchanged", "carried-over", "not-built", "failed"]
+
+BUNDLES_DIR = "bundles"
+REGISTRY_DIR = "registry"
+#: Our bookkeeping inside `<out>`: the lock and the staging area.
+STATE_DIR = ".plugin-packaging"
+PLUGIN_MANIFEST = "plugin.yml"
+BUNDLE_MANIFEST = "manifest.json"
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Two zstd workers: faster than tar --zstd on two cores, and each worker holds its own window
+# buffers, so more would raise peak memory (over 100 MiB with four for a 150 MiB library) for
+# little gain. archive.py guarantees the bytes do not depend on the count.
+_ZSTD_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    """One archive of a release (or, in a dry run, one that would be written)."""
+
+    file_name: str
+    #: None for the CPU bundle, else the accelerator of the variant (`cuda`).
+    accelerator: str | None
+    url: str
+    #: None in a dry run, where nothing is compressed.
+    sha256: str | None = None
+    size_bytes: int | None = None
+    #: Member names in archive order.
+    members: tuple[str, ...] = ()
+    #: The library it holds, for the dry-run report.
+    library_size: int = 0
+
+
+@dataclass(frozen=True)
+class ReleaseEntry:
+    """What the release does with one plugin version, and why."""
+
+    id: str
+    status: Status
+    version: str | None = None
+    #: Bundles written by this run (publish, add-variant), or the published one (unchanged,
+    #: carried-over), with its URL, sha256 and size from the registry.
+    bundles: tuple[BundleFile, ...] = ()
+    detail: str | None = None
+    error: PackagingError | None = None
+    #: For a published version this build would change: the unified diff of the manifests.
+    diff: str | None = None
+    warnings: tuple[PackagingError, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    """Everything a packaging run did (or would do), for the report and the exit status."""
+
+    entries: tuple[ReleaseEntry, ...]
+    out_dir: Path
+    dry_run: bool = False
+    scan_errors: tuple[PackagingError, ...] = ()
+    scan_warnings: tuple[PackagingError, ...] = ()
+    #: Run-wide notes, such as "manifests are not signed".
+    notes: tuple[PackagingError, ...] = ()
+    #: The key id new manifests were signed with, when signed.
+    key_id: str | None = None
+
+    @property
+    def bundles_dir(self) -> Path:
+        return self.out_dir / BUNDLES_DIR
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.out_dir / REGISTRY_DIR
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.scan_errors) or any(e.status == "failed" for e in self.entries)
+
+
+# --- the plan ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _BundleSpec:
+    """The archive to write for one plugin version: name, URL and members."""
+
+    file_name: str
+    accelerator: str | None
+    url: str
+    library: Artifact
+    members: tuple[ArchiveMember, ...]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One plugin version, decided but not yet carried out."""
+
+    id: str
+    status: Status
+    #: None for a published version no source of this run declares.
+    source: PluginSource | None = None
+    version: str | None = None
+    #: The generated plugin.yml data (server keys only).
+    manifest: Mapping[str, Any] | None = None
+    #: The CPU bundle (publish only) and the variants to write.
+    specs: tuple[_BundleSpec, ...] = ()
+    published: PublishedVersion | None = None
+    detail: str | None = None
+    error: PackagingError | None = None
+    diff: str | None = None
+    warnings: tuple[PackagingError, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every plugin's plan shares."""
+
+    settings: Settings
+    existing: PublishedRegistry | None
+    accelerators: tuple[str, ...]
+    required: frozenset[str]
+    public_key: Path | None
+
+
+def package_plugins(
+    settings: Settings,
+    *,
+    only: Sequence[str] = (),
+    dry_run: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> ReleaseReport:
+    """Package every built plugin (or those named by `only`) into `settings.dist_dir`.
+
+    `environ` (default: the process environment) provides SOURCE_DATE_EPOCH and the signing
+    key's password. Raises `PackagingError` for a usage mistake (a bad setting, an unknown id,
+    a key that does not fit); problems of single plugins are reported in their entries.
+    """
+    from plugin_packaging.release.archive import source_date_epoch
+    from plugin_packaging.sources.scan import scan_sources, select_sources
+
+    env = os.environ if environ is None else environ
+    out_dir = _out_dir(settings)
+    today = published_date(settings.published_at)
+    mtime = source_date_epoch(env)
+    accelerators = _checked_accelerators(settings.accelerators)
+    _check_urls(settings)
+    existing = None
+    if settings.existing_registry is not None:
+        from plugin_packaging.release.published import read_registry
+
+        existing = read_registry(settings.existing_registry)
+    public_key = _public_key(settings, existing)
+    if settings.signing_key is not None and not settings.signing_key.is_file():
+        # Checked now so that a dry run catches it; the key itself is opened only to sign.
+        raise PackagingError(
+            "signing-key-missing",
+            "the minisign secret key file does not exist",
+            settings.signing_key,
+            hint="create one with `minisign -G`, or point --signing-key at it",
+        )
+
+    scan = scan_sources(settings)
+    selected = select_sources(scan, only)
+    context = _Context(settings, existing, accelerators, frozenset(only), public_key)
+    plans = [_plan_safely(context, source) for source in selected]
+    plans += _carried_over(context, plans)
+    notes = _notes(settings)
+    report = ReleaseReport(
+        entries=tuple(_entry(plan) for plan in plans),
+        out_dir=out_dir,
+        dry_run=dry_run,
+        scan_errors=scan.errors,
+        scan_warnings=scan.warnings,
+        notes=notes,
+    )
+    if dry_run or report.failed:
+        return report
+
+    from plugin_packaging._fs.lock import DirectoryLock
+
+    with DirectoryLock(out_dir / STATE_DIR):
+        return _carry_out(context, plans, report, out_dir, mtime=mtime, today=today, env=env)
+
+
+def published_date(value: str | None) -> str:
+    """The `published_at` date of new versions: `value` checked, or today in UTC."""
+    if value is None:
+        return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    try:
+        if not _DATE.fullmatch(value):
+            raise ValueError(value)
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        raise PackagingError(
+            "bad-setting",
+            f"published_at {value!r} is not a YYYY-MM-DD date",
+            hint="pass e.g. --published-at 2025-01-31, or leave it out for today's date (UTC)",
+        ) from None
+    return value
+
+
+def _out_dir(settings: Settings) -> Path:
+    out_dir = settings.dist_dir or settings.root / "dist"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PackagingError(
+            "out-not-directory",
+            "the output path exists and is not a directory",
+            out_dir,
+            hint="pass --out DIR naming a directory",
+        )
+    return out_dir
+
+
+def _checked_accelerators(names: Sequence[str]) -> tuple[str, ...]:
+    from plugin_packaging.release.registry import bundle_file_name
+
+    out = []
+    for name in dict.fromkeys(names):
+        if name == "cpu":
+            raise PackagingError(
+                "bad-option",
+                "--accelerator cpu: the CPU bundle is always built",
+                hint="name another accelerator, such as --accelerator cuda",
+            )
+        bundle_file_name("plugin", "0.0.0", name)  # refuses a name that cannot be in a file name
+        out.append(name)
+    return tuple(out)
+
+
+def _check_urls(settings: Settings) -> None:
+    from plugin_packaging.release.registry import bundle_url
+
+    bundle_url(settings.bundle_url_template, "plugin", "0.0.0", "plugin-0.0.0-bundle.tar.zst")
+    if not re.match(r"^https?://[^/\s]+", settings.registry_base_url):
+        raise PackagingError(
+            "bad-setting",
+            f"registry base URL {settings.registry_base_url!r} is not an http(s) URL",
+            hint="pass --registry-base-url https://HOST/PATH (where registry/ will be served)",
+        )
+
+
+def _public_key(settings: Settings, existing: PublishedRegistry | None) -> Path | None:
+    """The public key that checks carried-over signatures and goes into the registry."""
+    key = settings.public_key or (existing.public_key if existing is not None else None)
+    if key is not None:
+        from plugin_packaging.release.signing import public_key_id
+
+        public_key_id(key)  # refuses a missing or broken key file before anything is built
+    return key
+
+
+def _notes(settings: Settings) -> tuple[PackagingError, ...]:
+    if settings.signing_key is not None:
+        return ()
+    return (
+        PackagingError(
+            "registry-unsigned",
+            "new manifests are not signed: the server's marketplace refuses a manifest without "
+            "a valid manifest.minisig",
+            hint="pass --signing-key FILE (a minisign secret key) for a release",
+        ),
+    )
+
+
+def _plan_safely(context: _Context, source: PluginSource) -> _Plan:
+    try:
+        return _plan(context, source)
+    except PackagingError as exc:
+        return _Plan(source.id, "failed", source=source, error=exc)
+
+
+def _plan(context: _Context, source: PluginSource) -> _Plan:
+    from plugin_packaging.release.registry import (
+        bundle_file_name,
+        manifest_json_bytes,
+        registry_manifest,
+    )
+    from plugin_packaging.sources.artifacts import locate_artifact
+    from plugin_packaging.sources.cargo import read_crate
+    from plugin_packaging.sources.plugin_yml import generate_manifest, render_manifest
+
+    settings = context.settings
+    artifact = locate_artifact(settings.root, source, settings.platform)
+    if not artifact.exists:
+        return _not_built(context, source, artifact)
+    crate = read_crate(source.crate_dir, stop_at=settings.root) if source.crate_dir else None
+    generated = generate_manifest(
+        source.data,
+        origin=source.origin,
+        origin_path=source.manifest_path or Path(source.origin),
+        entrypoint=artifact.file_name,
+        crate=crate,
+    )
+    data = generated.data
+    version = generated.version
+    warnings = list(generated.warnings)
+    published = context.existing.get(source.id, version) if context.existing else None
+    bundle_manifest = registry_manifest(data, bundle=None)
+
+    if published is not None:
+        diff = _published_difference(published, bundle_manifest, source)
+        if diff is not None:
+            error = PackagingError(
+                "registry-published-changed",
+                f"{source.id} {version} is already published, and this build would change its manifest",
+                published.manifest_path,
+                hint=f"bump `version` in {source.origin}{_crate_note(source)}: a published version never changes",
+            )
+            return _Plan(
+                source.id,
+                "failed",
+                source,
+                version,
+                data,
+                published=published,
+                error=error,
+                diff=diff,
+                warnings=tuple(warnings),
+            )
+        _check_signature(context, published)
+
+    # Which archives to write: the CPU bundle of a new version, and variants not published yet.
+    published_variants = (
+        {v.get("accelerator") for v in published.manifest.get("variants", [])}
+        if published
+        else set()
+    )
+    wanted: list[tuple[str | None, Artifact]] = [] if published is not None else [(None, artifact)]
+    for accelerator in context.accelerators:
+        if accelerator not in published_variants:
+            variant = _variant_artifact(context, source, accelerator, warnings)
+            if variant is not None:
+                wanted.append((accelerator, variant))
+    for _, library in wanted:
+        _check_loadable(settings, library)
+    specs: list[_BundleSpec] = []
+    if wanted:
+        # Read only for what is built: a published version's extra files need not exist any more.
+        members = _members(
+            settings,
+            source,
+            artifact,
+            render_manifest(generated, settings.template),
+            manifest_json_bytes(bundle_manifest),
+        )
+        for accelerator, library in wanted:
+            name = bundle_file_name(source.id, version, accelerator)
+            # The library member comes first; a variant puts its own build at the same entrypoint.
+            own = (replace(members[0], source=library.path), *members[1:])
+            specs.append(
+                _BundleSpec(
+                    name, accelerator, _url(settings, source.id, version, name), library, own
+                )
+            )
+    if published is None:
+        status: Status = "publish"
+    elif specs:
+        status = "add-variant"
+    else:
+        status = "unchanged"
+    return _Plan(
+        source.id, status, source, version, data, tuple(specs), published, warnings=tuple(warnings)
+    )
+
+
+#: Blocking checker rules that say nothing about a published bundle: its modes are normalised
+#: (an unreadable file fails when it is read, with the system's own message), and the
+#: architecture is the builder's choice (cross builds; verify-plugin-bundles --arch checks it).
+_NOT_FOR_RELEASES = frozenset({"library-unreadable", "library-wrong-arch"})
+
+
+def _check_loadable(settings: Settings, library: Artifact) -> None:
+    """Refuse to publish a library the server's loader would skip (the checker's blocking rules).
+
+    Dependencies are left to verify-plugin-bundles, which sees the whole bundle.
+    """
+    from plugin_packaging.check.library import Target, check_library
+
+    verdict = check_library(library.path, target=Target.of(settings.platform), resolver=None)
+    for violation in verdict.violations:
+        # The rule's own verdict, not this host's: an executable stack that an older glibc here
+        # still grants is refused by the glibc of many users (2.41 and later).
+        if violation.rule.blocks_load and violation.code not in _NOT_FOR_RELEASES:
+            finding = violation.finding("error")
+            raise PackagingError(
+                violation.code,
+                f"{finding.message}; the server would not load it, so it is not published",
+                library.path,
+                hint=finding.hint,
+            )
+
+
+def _crate_note(source: PluginSource) -> str:
+    if source.crate_dir is not None and (source.crate_dir / "Cargo.toml").is_file():
+        return " (and [package].version in its Cargo.toml)"
+    return ""
+
+
+def _not_built(context: _Context, source: PluginSource, artifact: Artifact) -> _Plan:
+    looked_for = f"looked for {artifact.declared} (from {source.origin}: artifact)"
+    if artifact.problem or source.id in context.required:
+        error = PackagingError(
+            "artifact-unusable" if artifact.problem else "artifact-missing",
+            f"{artifact.problem} ({looked_for})"
+            if artifact.problem
+            else f"plugin {source.id} is not built: {looked_for}",
+            artifact.path,
+            hint=f"build it first (e.g. `plugin-packaging build-plugins-native --only {source.id}`)",
+        )
+        return _Plan(source.id, "failed", source, detail=looked_for, error=error)
+    return _Plan(source.id, "not-built", source, detail=looked_for)
+
+
+def _variant_artifact(
+    context: _Context, source: PluginSource, accelerator: str, warnings: list[PackagingError]
+) -> Artifact | None:
+    """The built library of `artifact_<accelerator>`, or None when the plugin has no such variant."""
+    from plugin_packaging.contract import is_native_library_name, relative_path_problem
+    from plugin_packaging.sources.artifacts import locate_artifact
+
+    key = f"artifact_{accelerator}"
+    where = source.manifest_path or Path(source.origin)
+    declared = source.data.get(key)
+    if declared is None:
+        listed = source.data.get("accelerators")
+        if isinstance(listed, list) and accelerator in listed:
+            warnings.append(
+                PackagingError(
+                    "variant-artifact-undeclared",
+                    f"lists accelerator {accelerator!r} but has no `{key}`, so no {accelerator} bundle is built",
+                    where,
+                    hint=f"add `{key}: <build output, relative to the root>`",
+                )
+            )
+        return None
+    problem = relative_path_problem(declared)
+    if problem is None and not is_native_library_name(PurePosixPath(declared).name):
+        problem = "does not name a library (.so, .dylib or .dll)"
+    if problem is not None:
+        raise PackagingError(
+            "source-artifact-unsafe",
+            f"`{key}` {declared!r} {problem}",
+            where,
+            hint="give the variant's build output relative to the checkout root",
+        )
+    variant = locate_artifact(
+        context.settings.root,
+        replace(source, artifact=PurePosixPath(declared)),
+        context.settings.platform,
+    )
+    if variant.exists:
+        return variant
+    looked_for = f"looked for {variant.declared} (from {source.origin}: {key})"
+    if variant.problem or source.id in context.required:
+        raise PackagingError(
+            "artifact-missing",
+            f"the {accelerator} variant of {source.id} is not built: {variant.problem or looked_for}",
+            variant.path,
+            hint=f"build the {accelerator} variant first, or package without --accelerator {accelerator}",
+        )
+    warnings.append(
+        PackagingError(
+            "variant-not-built",
+            f"the {accelerator} variant is not built, so it is not packaged ({looked_for})",
+            variant.path,
+            hint="build it and package again: a variant can be added to a published version later",
+        )
+    )
+    return None
+
+
+def _published_difference(
+    published: PublishedVersion, new: Mapping[str, Any], source: PluginSource
+) -> str | None:
+    from plugin_packaging.errors import display_path
+    from plugin_packaging.release.registry import compare_published
+
+    return compare_published(
+        published.manifest,
+        new,
+        published_label=f"published {display_path(published.manifest_path)}",
+        new_label=f"this build (from {source.origin})",
+    )
+
+
+def _check_signature(context: _Context, published: PublishedVersion) -> None:
+    """A carried-over manifest must carry a valid signature by the registry's key, when one is known."""
+    if context.public_key is None:
+        return
+    from plugin_packaging.release.registry import SIGNATURE_FILE
+    from plugin_packaging.release.signing import verify_file
+
+    signature = published.signature_path or published.manifest_path.with_name(SIGNATURE_FILE)
+    verify_file(context.public_key, published.manifest_path, signature)
+
+
+def _members(
+    settings: Settings,
+    source: PluginSource,
+    artifact: Artifact,
+    manifest_text: str,
+    bundle_manifest: bytes,
+) -> tuple[ArchiveMember, ...]:
+    """The library first (variants swap it), then plugin.yml, manifest.json and the extra files."""
+    from plugin_packaging.release.archive import ArchiveMember, check_member_name
+
+    where = source.manifest_path or Path(source.origin)
+    entrypoint = artifact.file_name
+    try:
+        check_member_name(entrypoint)
+    except PackagingError as exc:
+        raise PackagingError(
+            exc.code, exc.message, artifact.path, hint="rename the library"
+        ) from None
+    members = [
+        ArchiveMember(entrypoint, source=artifact.path, executable=True),
+        ArchiveMember(PLUGIN_MANIFEST, data=manifest_text.encode("utf-8")),
+        ArchiveMember(BUNDLE_MANIFEST, data=bundle_manifest),
+    ]
+    taken = {member.name.casefold(): "the bundle's own " + member.name for member in members}
+    taken[entrypoint.casefold()] = f"the entry library {entrypoint}"
+    for member in extra_file_members(
+        settings.root, source.data.get("extra_files"), where, source.origin
+    ):
+        clash = taken.get(member.name.casefold())
+        if clash is not None:
+            raise PackagingError(
+                "extra-file-clash",
+                f"extra_files puts {member.name!r} into the bundle, where {clash} already is",
+                where,
+                hint="give it another `dest`",
+            )
+        taken[member.name.casefold()] = f"the extra file {member.name}"
+        members.append(member)
+    return tuple(members)
+
+
+def extra_file_members(root: Path, declared: Any, where: Path, origin: str) -> list[ArchiveMember]:
+    """The bundle members of a source's `extra_files`.
+
+    Each item is a path, or `{source, dest}`; sources are relative to the checkout root (like
+    `artifact`, and like StreamKit's builder, which runs at the root), and `dest` defaults to
+    the source's file name, at the top of the bundle. A directory brings every file below it.
+    """
+    from plugin_packaging.contract import relative_path_problem
+    from plugin_packaging.release.archive import ArchiveMember, check_member_name
+
+    if declared is None:
+        return []
+    if not isinstance(declared, list):
+        raise PackagingError(
+            "extra-files-invalid",
+            "`extra_files` must be a list of paths or {source, dest} mappings",
+            where,
+            hint="e.g. extra_files: [LICENSES/MIT.txt, {source: third_party/libdep.so.1, dest: libdep.so.1}]",
+        )
+    members: list[ArchiveMember] = []
+    for index, item in enumerate(declared):
+        label = f"extra_files[{index}]"
+        if isinstance(item, str):
+            source_text, dest = item, None
+        elif isinstance(item, Mapping) and isinstance(item.get("source"), str):
+            source_text, dest = item["source"], item.get("dest")
+            if dest is not None and not isinstance(dest, str):
+                raise PackagingError(
+                    "extra-files-invalid", f"`{label}.dest` must be a string", where
+                )
+        else:
+            raise PackagingError(
+                "extra-files-invalid", f"`{label}` must be a path or a mapping with `source`", where
+            )
+        problem = relative_path_problem(source_text)
+        if problem:
+            raise PackagingError(
+                "extra-file-unsafe",
+                f"`{label}` source {source_text!r} {problem}",
+                where,
+                hint="give the file relative to the checkout root",
+            )
+        dest = dest if dest is not None else PurePosixPath(source_text.replace("\\", "/")).name
+        try:
+            check_member_name(dest)
+        except PackagingError as exc:
+            raise PackagingError(
+                "extra-file-unsafe", f"`{label}`: {exc.message}", where, hint=exc.hint
+            ) from None
+        path = root / source_text
+        if path.is_dir() and not path.is_symlink():
+            members.extend(_directory_members(path, dest, where, label))
+        elif path.is_file():
+            members.append(ArchiveMember(dest, source=path, executable=_is_executable(path)))
+        else:
+            what = (
+                "is not a regular file or directory" if os.path.lexists(path) else "does not exist"
+            )
+            raise PackagingError(
+                "extra-file-missing",
+                f"`{label}` {source_text!r} {what} (looked for {path}, from {origin}: extra_files)",
+                where,
+                hint="extra_files sources are relative to the checkout root; build or add the file first",
+            )
+    return members
+
+
+def _directory_members(directory: Path, dest: str, where: Path, label: str) -> list[ArchiveMember]:
+    from plugin_packaging.release.archive import ArchiveMember
+
+    members = []
+    for current, dirnames, filenames in os.walk(directory):
+        dirnames.sort()
+        base = Path(current)
+        for name in dirnames:
+            if (base / name).is_symlink():
+                raise PackagingError(
+                    "extra-file-unsafe",
+                    f"`{label}` holds {base / name}, a symbolic link to a directory",
+                    where,
+                    hint="bundles hold files only: copy the directory's files instead of linking them",
+                )
+        for name in sorted(filenames):
+            path = base / name
+            if not path.is_file():
+                raise PackagingError(
+                    "extra-file-unsafe",
+                    f"`{label}` holds {path}, which is not a regular file (a broken link, a pipe?)",
+                    where,
+                )
+            relative = path.relative_to(directory).as_posix()
+            members.append(
+                ArchiveMember(f"{dest}/{relative}", source=path, executable=_is_executable(path))
+            )
+    return members
+
+
+def _is_executable(path: Path) -> bool:
+    # Only the execute bits of the source count (a vendored library stays 0755); the umask at
+    # build time removes bits but never adds them, so this is stable across machines.
+    return bool(os.stat(path).st_mode & 0o111)
+
+
+def _url(settings: Settings, plugin_id: str, version: str, file_name: str) -> str:
+    from plugin_packaging.release.registry import bundle_url
+
+    return bundle_url(settings.bundle_url_template, plugin_id, version, file_name)
+
+
+def _carried_over(context: _Context, plans: Sequence[_Plan]) -> list[_Plan]:
+    """Published versions this run does not touch: into the new registry as they are."""
+    if context.existing is None:
+        return []
+    touched = {(p.id, p.version) for p in plans if p.version is not None}
+    out = []
+    for key in sorted(context.existing.versions):
+        if key in touched:
+            continue
+        published = context.existing.versions[key]
+        try:
+            _check_signature(context, published)
+        except PackagingError as exc:
+            out.append(
+                _Plan(
+                    published.plugin_id,
+                    "failed",
+                    version=published.version,
+                    published=published,
+                    error=exc,
+                )
+            )
+            continue
+        out.append(
+            _Plan(
+                published.plugin_id, "carried-over", version=published.version, published=published
+            )
+        )
+    return out
+
+
+def _entry(plan: _Plan, written: Sequence[BundleFile] | None = None) -> ReleaseEntry:
+    bundles: tuple[BundleFile, ...]
+    if written is not None:
+        bundles = tuple(written)
+    elif plan.specs:
+        bundles = tuple(
+            BundleFile(
+                spec.file_name,
+                spec.accelerator,
+                spec.url,
+                members=tuple(m.name for m in spec.members),
+                library_size=spec.library.size,
+            )
+            for spec in plan.specs
+        )
+    elif plan.published is not None:
+        bundles = _published_bundles(plan.published.manifest)
+    else:
+        bundles = ()
+    return ReleaseEntry(
+        id=plan.id,
+        status=plan.status,
+        version=plan.version,
+        bundles=bundles,
+        detail=plan.detail,
+        error=plan.error,
+        diff=plan.diff,
+        warnings=plan.warnings,
+    )
+
+
+def _published_bundles(manifest: Mapping[str, Any]) -> tuple[BundleFile, ...]:
+    """The bundles a published manifest points at, as the report lists them."""
+    out = []
+    blocks = [(None, manifest.get("bundle"))] + [
+        (v.get("accelerator"), v) for v in manifest.get("variants", [])
+    ]
+    for accelerator, block in blocks:
+        if isinstance(block, Mapping) and isinstance(block.get("url"), str):
+            out.append(
+                BundleFile(
+                    file_name=block["url"].rsplit("/", 1)[-1],
+                    accelerator=accelerator,
+                    url=block["url"],
+                    sha256=block.get("sha256"),
+                    size_bytes=block.get("size_bytes"),
+                )
+            )
+    return tuple(out)
+
+
+# --- carrying out ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Output:
+    """The staged output: what was written where, for the swap and the report."""
+
+    staging: Path
+    #: Every archive written, with the sha256 computed while writing it.
+    bundle_files: dict[Path, str] = field(default_factory=dict)
+    manifests: list[Mapping[str, Any]] = field(default_factory=list)
+
+    @property
+    def bundles(self) -> Path:
+        return self.staging / BUNDLES_DIR
+
+    @property
+    def registry(self) -> Path:
+        return self.staging / REGISTRY_DIR
+
+
+def _carry_out(
+    context: _Context,
+    plans: Sequence[_Plan],
+    report: ReleaseReport,
+    out_dir: Path,
+    *,
+    mtime: int,
+    today: str,
+    env: Mapping[str, str],
+) -> ReleaseReport:
+    """Write everything into a staging directory; swap it into `out_dir` only when all succeeded."""
+    from plugin_packaging._fs.swap import remove_entry, swap_in
+
+    state = out_dir / STATE_DIR
+    for leftover in state.glob("staging-*"):
+        remove_entry(leftover)  # from a killed run; we hold the lock, so no one else uses it
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=state))
+    output = _Output(staging)
+    try:
+        with _signing_key(context.settings, env) as key:
+            key_id = _check_key(context, key)
+            output.bundles.mkdir()
+            output.registry.mkdir()
+            entries = [_write_plan_safely(context, plan, output, mtime, key) for plan in plans]
+            written = replace(report, entries=tuple(entries), key_id=key_id)
+            if written.failed:
+                return written
+            _write_registry_files(context, output, today, key)
+        from plugin_packaging.release.checksums import write_sha256sums
+
+        write_sha256sums(output.bundles, list(output.bundle_files), known=output.bundle_files)
+        # Bundles first: a registry must never point at bundles that are not there yet.
+        swap_in(output.bundles, out_dir / BUNDLES_DIR)
+        swap_in(output.registry, out_dir / REGISTRY_DIR)
+    except OSError as exc:
+        raise _os_error(exc, out_dir, "write the release output") from None
+    finally:
+        remove_entry(staging)
+    return written
+
+
+def release_version_count(entries: Sequence[ReleaseEntry]) -> tuple[int, int]:
+    """(plugins, versions) the registry lists after this release, from the report's entries."""
+    listed = [
+        e for e in entries if e.status in ("publish", "add-variant", "unchanged", "carried-over")
+    ]
+    return len({e.id for e in listed}), len(listed)
+
+
+@contextlib.contextmanager
+def _signing_key(settings: Settings, env: Mapping[str, str]) -> Iterator[SecretKey | None]:
+    """The loaded secret key for the block, or None when the release is unsigned.
+
+    Opened once per run (a password-protected key takes seconds to decrypt), wiped afterwards.
+    """
+    if settings.signing_key is None:
+        yield None
+        return
+    from plugin_packaging.release.signing import load_secret_key
+
+    with load_secret_key(
+        settings.signing_key, password_env=settings.signing_password_env, env=env
+    ) as key:
+        yield key
+
+
+def _check_key(context: _Context, key: SecretKey | None) -> str | None:
+    """The signing key's id; it must be the key of the registry's public key, when one is known."""
+    if key is None:
+        return None
+    from plugin_packaging.release.signing import public_key_id, public_key_of
+
+    key_id, _ = public_key_of(key)
+    if context.public_key is not None:
+        expected = public_key_id(context.public_key)
+        if expected != key_id:
+            raise PackagingError(
+                "signing-key-mismatch",
+                f"the signing key is key {key_id}, but the public key {context.public_key.name} is key {expected}",
+                context.settings.signing_key,
+                hint="sign with the secret key that belongs to the registry's public key "
+                "(or pass the matching --public-key)",
+            )
+    return key_id
+
+
+def _write_plan_safely(
+    context: _Context, plan: _Plan, output: _Output, mtime: int, key: SecretKey | None
+) -> ReleaseEntry:
+    try:
+        return _write_plan(plan, output, mtime, key)
+    except PackagingError as exc:
+        # A library that vanished or shrank mid-run: this plugin fails, nothing is swapped in.
+        return _entry(replace(plan, status="failed", error=exc))
+
+
+def _write_plan(plan: _Plan, output: _Output, mtime: int, key: SecretKey | None) -> ReleaseEntry:
+    from plugin_packaging.release.archive import write_bundle
+    from plugin_packaging.release.registry import (
+        BundleRef,
+        Variant,
+        merge_published,
+        registry_manifest,
+    )
+
+    if plan.status in ("not-built", "failed"):
+        return _entry(plan)
+    if plan.status in ("unchanged", "carried-over"):
+        assert plan.published is not None
+        _copy_published(plan.published, output)
+        return _entry(plan)
+    assert plan.manifest is not None and plan.version is not None
+    written: list[BundleFile] = []
+    bundle: BundleRef | None = None
+    variants: list[Variant] = []
+    for spec in plan.specs:
+        path = output.bundles / spec.file_name
+        digest = write_bundle(path, spec.members, mtime=mtime, threads=_ZSTD_WORKERS)
+        output.bundle_files[path] = digest.sha256
+        written.append(
+            BundleFile(
+                spec.file_name,
+                spec.accelerator,
+                spec.url,
+                digest.sha256,
+                digest.size_bytes,
+                tuple(sorted(m.name for m in spec.members)),
+                spec.library.size,
+            )
+        )
+        if spec.accelerator is None:
+            bundle = BundleRef(spec.url, digest.sha256, digest.size_bytes)
+        else:
+            variants.append(Variant(spec.accelerator, spec.url, digest.sha256, digest.size_bytes))
+    manifest = registry_manifest(plan.manifest, bundle=bundle, variants=variants)
+    if plan.published is not None:
+        # add-variant: the published manifest plus the new variants; nothing else changes.
+        manifest = merge_published(plan.published.manifest, manifest)
+    _write_manifest(output, plan.id, plan.version, manifest, key)
+    return _entry(plan, written)
+
+
+def _copy_published(published: PublishedVersion, output: _Output) -> None:
+    """A published version into the new registry, byte for byte, with its signature."""
+    from plugin_packaging.release.registry import MANIFEST_FILE, SIGNATURE_FILE
+
+    directory = output.registry / "plugins" / published.plugin_id / published.version
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(published.manifest_path, directory / MANIFEST_FILE)
+    if published.signature_path is not None:
+        shutil.copyfile(published.signature_path, directory / SIGNATURE_FILE)
+    output.manifests.append(published.manifest)
+
+
+def _write_manifest(
+    output: _Output,
+    plugin_id: str,
+    version: str,
+    manifest: Mapping[str, Any],
+    key: SecretKey | None,
+) -> None:
+    from plugin_packaging.release.registry import MANIFEST_FILE, SIGNATURE_FILE, manifest_json_bytes
+
+    directory = output.registry / "plugins" / plugin_id / version
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / MANIFEST_FILE
+    path.write_bytes(manifest_json_bytes(manifest))
+    output.manifests.append(manifest)
+    if key is not None:
+        from plugin_packaging.release.signing import sign_with
+
+        sign_with(key, path, signature_path=path.with_name(SIGNATURE_FILE))
+
+
+def _write_registry_files(
+    context: _Context, output: _Output, today: str, key: SecretKey | None
+) -> None:
+    """The public key and the index, once every manifest is in place."""
+    from plugin_packaging.release.published import PUBLIC_KEY_FILE
+    from plugin_packaging.release.registry import INDEX_FILE, build_index, manifest_json_bytes
+
+    settings = context.settings
+    if context.public_key is not None:
+        shutil.copyfile(context.public_key, output.registry / PUBLIC_KEY_FILE)
+    elif key is not None:
+        from plugin_packaging.release.signing import public_key_of
+
+        # No public key given or published: the signing key's own, so clients can verify.
+        (output.registry / PUBLIC_KEY_FILE).write_bytes(public_key_of(key)[1])
+    previous = context.existing.index if context.existing is not None else None
+    index = build_index(
+        output.manifests, previous, registry_base_url=settings.registry_base_url, today=today
+    )
+    (output.registry / INDEX_FILE).write_bytes(manifest_json_bytes(index))
+
+
+def _os_error(exc: OSError, path: Path, doing: str) -> PackagingError:
+    import errno
+
+    hint = None
+    if exc.errno == errno.ENOSPC:
+        hint = "free some disk space and run again; the previous output was not changed"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "make the output directory writable, or pass --out DIR"
+    where = Path(exc.filename or path)
+    return PackagingError("io-error", f"could not {doing}: {exc.strerror or exc}", where, hint=hint)

@@ -1,0 +1,154 @@
+"""Release results as people and machines read them: packaging runs and bundle verifications.
+
+Nothing here decides anything or touches the disk. A packaging run is one line per plugin version
+(what happened, the bundle, its size and sha256 prefix), the errors with their hints and diffs,
+and a summary. A verification is rendered like `check-plugins-native`'s report: findings grouped
+per bundle with hints (text), a versioned document (json, `schemas/bundle-report.v1.json`), or
+one workflow command per finding (github).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from plugin_packaging.check.report import (
+    FORMATS,
+    OutputFormat,
+    counts_text,
+    finding_lines,
+    github_command,
+    plural,
+    verdict_text,
+)
+from plugin_packaging.errors import display_path
+from plugin_packaging.install.report import human_size
+
+if TYPE_CHECKING:
+    from plugin_packaging.release.package import BundleFile, ReleaseEntry, ReleaseReport
+    from plugin_packaging.release.verify import BundleReport, VerifiedBundle
+
+__all__ = ["FORMATS", "OutputFormat", "render_release", "render_verification"]
+
+_LABELS = {
+    "publish": ("published", "would publish"),
+    "add-variant": ("variant added", "would add variant"),
+    "unchanged": ("unchanged", "unchanged"),
+    "carried-over": ("carried over", "carried over"),
+    "not-built": ("not built", "not built"),
+    "failed": ("FAILED", "FAILED"),
+}
+_ORDER = ("publish", "add-variant", "unchanged", "carried-over", "not-built", "failed")
+
+
+# --- package-plugins-native ------------------------------------------------------------------------
+
+
+def render_release(report: ReleaseReport) -> str:
+    """Source problems, a line per plugin version and bundle, errors with hints, a summary."""
+    lines = [error.render() for error in report.scan_errors]
+    lines += [warning.render("warning") for warning in (*report.scan_warnings, *report.notes)]
+    width = max((len(e.id) for e in report.entries), default=0)
+    version_width = max((len(e.version or "") for e in report.entries), default=0)
+    file_width = max((len(b.file_name) for e in report.entries for b in e.bundles), default=0)
+    # A failed run wrote nothing: its plan is told like a dry run's.
+    tentative = report.dry_run or report.failed
+    for entry in report.entries:
+        lines.extend(_entry_lines(entry, (width, version_width, file_width), tentative))
+    lines.append(_release_summary(report))
+    return "\n".join(lines)
+
+
+def _entry_lines(entry: ReleaseEntry, widths: tuple[int, int, int], dry_run: bool) -> list[str]:
+    width, version_width, file_width = widths
+    label = _LABELS[entry.status][1 if dry_run else 0]
+    head = f"  {label:<17} {entry.id:<{width}}  {entry.version or '':<{version_width}}"
+    lines = [f"{head}  {_bundle_text(b, file_width)}".rstrip() for b in entry.bundles]
+    if not lines:
+        lines = [f"{head}  {entry.detail or ''}".rstrip() if entry.error is None else head.rstrip()]
+    if entry.error is not None:
+        lines.extend("      " + line for line in entry.error.render().splitlines())
+    if entry.diff:
+        lines.extend("      " + line for line in entry.diff.rstrip("\n").splitlines())
+    for warning in entry.warnings:
+        lines.extend("      " + line for line in warning.render("warning").splitlines())
+    return lines
+
+
+def _bundle_text(bundle: BundleFile, file_width: int) -> str:
+    if bundle.sha256 is None:
+        return f"{bundle.file_name:<{file_width}}  (library {human_size(bundle.library_size)})"
+    size = human_size(bundle.size_bytes) if bundle.size_bytes is not None else "?"
+    return f"{bundle.file_name:<{file_width}}  {size:>10}  sha256:{bundle.sha256[:12]}"
+
+
+def _release_summary(report: ReleaseReport) -> str:
+    from plugin_packaging.release.package import release_version_count
+
+    counts = Counter(e.status for e in report.entries)
+    tentative = report.dry_run or report.failed
+    parts = [
+        f"{counts[k]} {_LABELS[k][1 if tentative else 0].lower()}" for k in _ORDER if counts[k]
+    ]
+    if report.scan_errors:
+        parts.append(f"{len(report.scan_errors)} source error(s)")
+    text = ", ".join(parts) or "no plugins found"
+    plugins, versions = release_version_count(report.entries)
+    registry = f"registry: {versions} version{'s' if versions != 1 else ''} of {plugins} plugin{'s' if plugins != 1 else ''}"
+    if report.key_id:
+        registry += f", new manifests signed by key {report.key_id}"
+    out = display_path(report.out_dir)
+    if report.dry_run:
+        return f"{text}; {registry} (dry run: nothing was written to {out})"
+    if report.failed:
+        return f"{text}: nothing was written to {out}"
+    return f"{text}; {registry} -> {display_path(report.bundles_dir)}, {display_path(report.registry_dir)}"
+
+
+# --- verify-plugin-bundles ------------------------------------------------------------------------
+
+
+def render_verification(
+    report: BundleReport, output_format: OutputFormat, *, strict: bool = False
+) -> str:
+    if output_format == "json":
+        return json.dumps(report.to_dict(strict=strict), indent=2, ensure_ascii=True)
+    if output_format == "github":
+        lines = [github_command(finding) for finding in report.findings]
+        lines.append(_verification_summary(report, strict))
+        return "\n".join(lines)
+    return _verification_text(report, strict)
+
+
+def _verification_text(report: BundleReport, strict: bool) -> str:
+    lines: list[str] = []
+    general = [f for f in report.findings if f.bundle is None]
+    for finding in general:
+        lines.extend(finding_lines(finding))
+    if general:
+        lines.append("")
+    for bundle in report.bundles:
+        own = [f for f in report.findings if f.bundle == bundle.path.name]
+        lines.append(f"{display_path(bundle.path)}  {_bundle_facts(bundle)}")
+        if not own:
+            lines.append("  ok: safe to unpack, entry library and dependencies in order")
+        for finding in own:
+            lines.extend("  " + line for line in finding_lines(finding))
+        lines.append("")
+    lines.append(_verification_summary(report, strict))
+    return "\n".join(lines)
+
+
+def _bundle_facts(bundle: VerifiedBundle) -> str:
+    what = (
+        f"{bundle.plugin_id} {bundle.version}, {bundle.accelerator or 'cpu'}, "
+        if bundle.plugin_id
+        else ""
+    )
+    return f"({what}{human_size(bundle.size_bytes)}, sha256:{bundle.sha256[:12]})"
+
+
+def _verification_summary(report: BundleReport, strict: bool) -> str:
+    bundles = plural(len(report.bundles), "bundle")
+    return f"{counts_text(report)} in {bundles}: {verdict_text(report, strict, 'verification')}."

@@ -1,0 +1,65 @@
+"""Where the built library of a plugin source is, named for the target platform.
+
+A source's `artifact` is written with Linux naming (`target/plugins/release/libwhisper.so`);
+for macOS and Windows the same cargo library name gives `libwhisper.dylib` and `whisper.dll`
+in the same directory. The file is looked up, never guessed from the plugin id.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from plugin_packaging.contract import Platform, library_file_name, library_stem
+from plugin_packaging.sources.scan import PluginSource
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The built library of one plugin source, found or not."""
+
+    source: PluginSource
+    #: Where the library is, or would be, for the target platform.
+    path: Path
+    #: Its path relative to the root, as a person would type it.
+    declared: PurePosixPath
+    #: `os.stat` of the file when it exists and is a regular file.
+    stat: os.stat_result | None
+    #: Why something at `path` is not usable as a library (a directory, a FIFO), else None.
+    problem: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.stat is not None
+
+    @property
+    def file_name(self) -> str:
+        return self.path.name
+
+    @property
+    def size(self) -> int:
+        return self.stat.st_size if self.stat else 0
+
+
+def artifact_path(source: PluginSource, platform: Platform) -> PurePosixPath:
+    """The source's `artifact`, renamed to `platform`'s naming of the same cargo library."""
+    stem = library_stem(source.artifact.name)
+    return source.artifact.with_name(library_file_name(stem, platform))
+
+
+def locate_artifact(root: Path, source: PluginSource, platform: Platform) -> Artifact:
+    """Look the library up on disk; a directory or a FIFO with the right name does not count."""
+    declared = artifact_path(source, platform)
+    path = root / declared
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return Artifact(source=source, path=path, declared=declared, stat=None)
+    except OSError as exc:
+        return Artifact(source, path, declared, None, f"cannot be read ({exc.strerror or exc})")
+    if not stat.S_ISREG(info.st_mode):
+        what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        return Artifact(source, path, declared, None, f"is {what}, not a library file")
+    return Artifact(source=source, path=path, declared=declared, stat=info)
