@@ -24,8 +24,9 @@ try:
     import os
     import sys
 
-    from invoke import Config, Exit, Program
-    from invoke.exceptions import UncastableEnvVar
+    from invoke.config import Config
+    from invoke.exceptions import Exit, UncastableEnvVar
+    from invoke.program import Program
 
     from plugin_packaging import __version__
     from plugin_packaging.tasks import ns

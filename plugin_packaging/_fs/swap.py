@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 _RENAME_EXCHANGE = 2
@@ -22,7 +23,7 @@ _OLD_MARK = "..old.."
 NEW_MARK = "..new.."
 
 
-def _renameat2_exchange() -> object | None:
+def _renameat2_exchange() -> Callable[..., int] | None:
     """libc's `renameat2`, or None where the platform has none."""
     if not sys.platform.startswith("linux"):
         return None
@@ -44,7 +45,7 @@ def _renameat2_exchange() -> object | None:
     return function
 
 
-_exchange_function: object | None = None
+_exchange_function: Callable[..., int] | None = None
 _exchange_probed = False
 
 
@@ -58,7 +59,7 @@ def exchange(first: Path, second: Path) -> bool:
         return False
     import ctypes
 
-    result = _exchange_function(  # type: ignore[operator]
+    result = _exchange_function(
         _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
     )
     if result == 0:

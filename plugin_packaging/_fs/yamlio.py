@@ -130,7 +130,7 @@ def _careful_load(text: str, path: Path) -> Any:
     class _BoundedLoader(yaml.SafeLoader):
         aliases_seen = 0
 
-        def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 self.aliases_seen += 1
                 if self.aliases_seen > MAX_ALIASES:
@@ -142,7 +142,7 @@ def _careful_load(text: str, path: Path) -> Any:
                     )
             return super().compose_node(parent, index)
 
-        def construct_object(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
             # A value that matches a tag's pattern but is no such value (the date 2024-13-01,
             # `!!float x`) fails in Python's own constructors; give it the node's place.
             try:

@@ -45,7 +45,7 @@ class BoundedFile:
                 f"({self.size} bytes)",
             )
 
-    def read(self, offset: int, size: int, what: str, cap: int = MAX_SYMBOL_TABLE) -> bytes:
+    def read(self, offset: int, size: int, what: str, cap: int | None = MAX_SYMBOL_TABLE) -> bytes:
         """Exactly `size` bytes at `offset`, after `check`."""
         self.check(offset, size, what, cap)
         self.stream.seek(offset)

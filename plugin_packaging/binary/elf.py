@@ -29,7 +29,7 @@ import functools
 import struct
 import sys
 from array import array
-from typing import Any
+from typing import Any, overload
 
 from plugin_packaging.binary.bounded import MAX_HEADER_TABLE, BoundedFile, c_string
 from plugin_packaging.binary.info import (
@@ -227,7 +227,8 @@ class ElfImage:
         for segment in self.segments("PT_LOAD"):
             start = segment.p_vaddr
             if start <= address and address + size <= start + segment.p_filesz:
-                return segment.p_offset + (address - start)
+                offset: int = segment.p_offset + (address - start)
+                return offset
         return None
 
 
@@ -338,6 +339,10 @@ class DynamicTable:
     def values(self, name: str) -> list[int]:
         return self.tags.get(self.names[name], [])
 
+    @overload
+    def first_value(self, name: str) -> int | None: ...
+    @overload
+    def first_value(self, name: str, default: int) -> int: ...
     def first_value(self, name: str, default: int | None = None) -> int | None:
         found = self.values(name)
         return found[0] if found else default
@@ -479,7 +484,7 @@ def _symbol_count(image: ElfImage, dynamic: DynamicTable) -> int:
         chain_at += len(block)
 
 
-def _words(data: bytes, little: bool) -> array:
+def _words(data: bytes, little: bool) -> array[int]:
     """32-bit words of the file's byte order."""
     words = array("I")
     words.frombytes(data[: len(data) - len(data) % 4])

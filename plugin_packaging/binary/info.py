@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from plugin_packaging.errors import PackagingError
 
@@ -72,7 +72,7 @@ class EntrySymbol:
     # an "absent" state; the loader never looks them up.
     variants: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"state": self.state, "variants": list(self.variants)}
 
 
@@ -113,7 +113,7 @@ class LibraryInfo:
         """The slices of a universal file, or the file itself."""
         return self.slices or (self,)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping, keys in a fixed order."""
         return {
             "path": str(self.path),

@@ -22,7 +22,7 @@ What counts, as LoadLibrary/GetProcAddress see it:
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, overload
 
 from plugin_packaging.binary.bounded import MAX_HEADER_TABLE, BoundedFile
 from plugin_packaging.binary.info import (
@@ -97,6 +97,10 @@ class FileView:
     def __len__(self) -> int:
         return self.source.size
 
+    @overload
+    def __getitem__(self, key: slice) -> bytes: ...
+    @overload
+    def __getitem__(self, key: int) -> int: ...
     def __getitem__(self, key: slice | int) -> bytes | int:
         if isinstance(key, slice):
             start, stop, step = key.indices(self.source.size)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, TypeGuard
 
 from plugin_packaging.contract import (
     LIBRARY_EXTENSIONS,
@@ -149,7 +149,7 @@ def _type_name(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

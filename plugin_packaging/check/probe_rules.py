@@ -20,11 +20,17 @@ API_VERSIONS = range(6, 10)
 class ProbeAnswer(Protocol):
     """The part of `probe.ProbeResult` this module reads."""
 
-    ok: bool
-    api_version: int | None
-    kind: str | None
-    failure: str | None
-    failure_code: str | None
+    # Read-only properties, so the frozen `ProbeResult` dataclass satisfies the protocol.
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def api_version(self) -> int | None: ...
+    @property
+    def kind(self) -> str | None: ...
+    @property
+    def failure(self) -> str | None: ...
+    @property
+    def failure_code(self) -> str | None: ...
 
 
 #: `probe.ProbeResult.failure_code` -> the rule it breaks; other codes break `probe-failed`.

@@ -338,8 +338,10 @@ def _bundle_violations(
         if dep.path
     }
 
-    near = [(entry, near_miss(entry.name)) for entry in bundle.entries if not entry.is_dir]
-    near = [(entry, miss) for entry, miss in near if miss is not None and entry.name not in needed]
+    candidates = [(entry, near_miss(entry.name)) for entry in bundle.entries if not entry.is_dir]
+    near = [
+        (entry, miss) for entry, miss in candidates if miss is not None and entry.name not in needed
+    ]
     if not libraries:
         shown = (
             f" ({', '.join(e.name for e, _ in near)} {'is' if len(near) == 1 else 'are'} skipped)"
@@ -567,8 +569,9 @@ def _probe(
     violations: list[Violation] = []
 
     def apply(candidate: Candidate) -> Candidate:
-        result = results.get(candidate.library) if wanted(candidate) and candidate.library else None
-        if result is None:
+        library = candidate.library
+        result = results.get(library) if wanted(candidate) and library else None
+        if library is None or result is None:
             return candidate
         declared = (
             candidate.kind.split("::")[-1] if candidate.kind and candidate.kind_source else None
@@ -580,7 +583,7 @@ def _probe(
             declared_in, key = shown, "node_kind"
         found, kind = probe_violations(
             result,
-            candidate.library,
+            library,
             declared_kind=declared,
             declared_in=declared_in,
             declared_key=key,

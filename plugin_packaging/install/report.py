@@ -13,7 +13,7 @@ from plugin_packaging.errors import display_path
 
 if TYPE_CHECKING:  # the checker is imported only by runs that check
     from plugin_packaging.check.run import CheckReport
-    from plugin_packaging.install.run import InstallReport, PluginAction
+    from plugin_packaging.install.run import Action, InstallReport, PluginAction
 
 _LABELS = {
     "install": ("installed", "would install"),
@@ -67,7 +67,15 @@ def _action_lines(action: PluginAction, width: int, dry_run: bool) -> list[str]:
 
 def _summary(report: InstallReport, native_dir: Path) -> str:
     counts = Counter(a.action for a in report.actions)
-    order = ("install", "update", "up-to-date", "not-built", "orphaned", "remove", "failed")
+    order: tuple[Action, ...] = (
+        "install",
+        "update",
+        "up-to-date",
+        "not-built",
+        "orphaned",
+        "remove",
+        "failed",
+    )
     parts = [f"{counts[k]} {_LABELS[k][0].lower()}" for k in order if counts[k]]
     if report.scan_errors:
         parts.append(f"{len(report.scan_errors)} source error(s)")

@@ -21,6 +21,7 @@ rendering; a run that finds nothing changed parses no YAML, renders nothing and 
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import stat
@@ -590,9 +591,10 @@ def _cargo_signatures(
 
 
 def _packaged_template() -> Path:
-    from plugin_packaging import templates
-
-    return Path(templates.__file__).parent / _TEMPLATE_FILE
+    # The `templates` package is the repository's templates/ directory (package-dir in
+    # pyproject.toml), which mypy cannot follow from a plain import.
+    templates = importlib.import_module("plugin_packaging.templates")
+    return Path(templates.__path__[0]) / _TEMPLATE_FILE
 
 
 def _installed_signatures(target: Path) -> dict[str, Signature] | None:

@@ -36,7 +36,7 @@ import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal, NoReturn, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Literal, NoReturn, Protocol, cast
 
 from plugin_packaging.errors import PackagingError
 
@@ -244,8 +244,9 @@ def write_bundle(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
+            # zstandard's stubs ask for a whole binary file; its writer calls write and flush only.
             sink = _DigestingWriter(raw)
-            with compressor.stream_writer(sink, closefd=False) as compressed:
+            with compressor.stream_writer(cast(BinaryIO, sink), closefd=False) as compressed:
                 tar = _CountingWriter(compressed)
                 for member in ordered:
                     _write_member(tar, member, mtime)
@@ -563,7 +564,9 @@ def _read_archive(
         stream = _TarStream(path, _decompressor_for(path, raw))
         walk = _ArchiveWalk(path, limits)
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_BUFSIZE, encoding="utf-8")  # noqa: SIM115  (raw is closed)
+            # typeshed asks for a seekable file; in stream mode ("r|") tarfile only calls read.
+            tar_input = cast(BinaryIO, stream)
+            tar = tarfile.open(fileobj=tar_input, mode="r|", bufsize=_TAR_BUFSIZE, encoding="utf-8")  # noqa: SIM115  (raw is closed)
             for member in tar:
                 admitted = walk.admit(member)
                 data_size = member.size if admitted is not None and admitted.kind == "file" else 0
@@ -859,7 +862,7 @@ class _ArchiveWalk:
             self._parents.add(parent)
         self._seen[key] = (name, kind)
 
-    def counted(self, name: str, source: BinaryIO, size: int) -> Iterator[bytes]:
+    def counted(self, name: str, source: IO[bytes], size: int) -> Iterator[bytes]:
         """The member's data in chunks, counted as it arrives rather than trusted from headers."""
         received = 0
         while chunk := source.read(_READ_CHUNK):

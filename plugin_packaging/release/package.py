@@ -369,11 +369,11 @@ def _plan(context: _Context, source: PluginSource) -> _Plan:
         else set()
     )
     wanted: list[tuple[str | None, Artifact]] = [] if published is not None else [(None, artifact)]
-    for accelerator in context.accelerators:
-        if accelerator not in published_variants:
-            variant = _variant_artifact(context, source, accelerator, warnings)
+    for requested in context.accelerators:
+        if requested not in published_variants:
+            variant = _variant_artifact(context, source, requested, warnings)
             if variant is not None:
-                wanted.append((accelerator, variant))
+                wanted.append((requested, variant))
     for _, library in wanted:
         _check_loadable(settings, library)
     specs: list[_BundleSpec] = []

@@ -152,7 +152,8 @@ def registry_manifest(
     ] or None
     values["models"] = list(manifest.get("models") or [])
     values["assets"] = list(manifest.get("assets") or []) or None
-    return _without_none(values)
+    cleaned: dict[str, Any] = _without_none(values)
+    return cleaned
 
 
 def _without_none(value: Any) -> Any:
@@ -337,7 +338,8 @@ def latest_version(versions: Iterable[str]) -> str | None:
     """The highest stable version, or the highest pre-release when none is stable."""
     ordered = sort_versions_descending(versions)
     stable = [v for v in ordered if not parse_semver(v).is_prerelease]
-    return (stable or ordered or [None])[0]
+    found = stable or ordered
+    return found[0] if found else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from plugin_packaging.errors import display_path
 from plugin_packaging.install.report import human_size
 
 if TYPE_CHECKING:
-    from plugin_packaging.release.package import BundleFile, ReleaseEntry, ReleaseReport
+    from plugin_packaging.release.package import BundleFile, ReleaseEntry, ReleaseReport, Status
     from plugin_packaging.release.verify import BundleReport, VerifiedBundle
 
 __all__ = ["FORMATS", "OutputFormat", "render_release", "render_verification"]
@@ -39,7 +39,14 @@ _LABELS = {
     "not-built": ("not built", "not built"),
     "failed": ("FAILED", "FAILED"),
 }
-_ORDER = ("publish", "add-variant", "unchanged", "carried-over", "not-built", "failed")
+_ORDER: tuple[Status, ...] = (
+    "publish",
+    "add-variant",
+    "unchanged",
+    "carried-over",
+    "not-built",
+    "failed",
+)
 
 
 # --- package-plugins-native ------------------------------------------------------------------------

@@ -122,8 +122,8 @@ def verify_bundles(
     limits: ArchiveLimits | None = None,
 ) -> BundleReport:
     """Verify every bundle in `bundles_dir`; raise `PackagingError` only for usage mistakes."""
-    from plugin_packaging.rules import bundle  # noqa: F401 - registers the bundle rule codes
     from plugin_packaging.release.archive import ArchiveLimits
+    from plugin_packaging.rules import bundle as _registers_bundle_rules  # noqa: F401
     from plugin_packaging.rules.loader import validate_overrides
 
     overrides = validate_overrides(rule_overrides or {})
@@ -400,8 +400,9 @@ def _contents(subject: _Subject, out: list[Violation]) -> _Contents | None:
 
     def value(key: str) -> str | None:
         for source in (plugin_yml.data if plugin_yml is not None else None, bundle_manifest):
-            if source is not None and isinstance(source.get(key), str):
-                return source[key]
+            found = source.get(key) if source is not None else None
+            if isinstance(found, str):
+                return found
         return None
 
     if plugin_yml is not None and plugin_yml.data is not None and bundle_manifest is not None:
@@ -553,7 +554,8 @@ def _against_registry(
     return accelerator
 
 
-def _indexed(index: Mapping[str, Any]) -> set[tuple[str, str]]:
+def _indexed(index: Mapping[str, Any]) -> set[tuple[Any, Any]]:
+    """(id, version) of every entry of a registry index, as written there (any JSON types)."""
     found = set()
     for plugin in index.get("plugins", []) if isinstance(index.get("plugins"), list) else []:
         if isinstance(plugin, Mapping):
@@ -694,8 +696,8 @@ def _check_dependencies(
     from plugin_packaging.rules.bundle import CUDA_LIBRARY, SYSTEM_LIBRARIES
 
     by_name: dict[str, str] = {}
-    for member in subject.members:
-        by_name.setdefault(PurePosixPath(member).name, member)
+    for listed in subject.members:
+        by_name.setdefault(PurePosixPath(listed).name, listed)
     resolve = run.target.is_host and info.format == "elf"
     resolver = DependencyResolver(environment={}, cwd=subject.unpacked) if resolve else None
     seen = {os.path.abspath(entry)}
@@ -715,8 +717,8 @@ def _check_dependencies(
                 continue
             found = located.get(name)
             inside = subject.member_of(found) if found is not None else None
-            if inside is not None:
-                absolute = os.path.abspath(found)  # type: ignore[arg-type]
+            if found is not None and inside is not None:
+                absolute = os.path.abspath(found)
                 if absolute not in seen:
                     seen.add(absolute)
                     try:

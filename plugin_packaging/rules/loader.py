@@ -527,7 +527,7 @@ def printable(text: str) -> str:
     return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
-class _Printable(dict):
+class _Printable(dict[str, Any]):
     """Format arguments with every string made printable first."""
 
     def __init__(self, details: Mapping[str, Any]) -> None:
@@ -635,7 +635,7 @@ def effective_severity(code: str, overrides: Mapping[str, str]) -> Severity | No
     chosen = overrides.get(code, RULES[code].severity)
     if chosen == IGNORE:
         return None
-    return chosen if chosen in SEVERITIES else RULES[code].severity  # type: ignore[return-value]
+    return chosen if chosen in SEVERITIES else RULES[code].severity
 
 
 def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, str]:

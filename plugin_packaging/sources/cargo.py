@@ -83,7 +83,7 @@ def read_crate(crate_dir: Path, *, stop_at: Path | None = None) -> CrateInfo | N
         path=path,
         name=name if isinstance(name, str) else None,
         lib_name=lib_name if isinstance(lib_name, str) else None,
-        **values,  # type: ignore[arg-type]
+        **values,
     )
 
 

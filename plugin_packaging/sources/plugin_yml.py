@@ -10,6 +10,7 @@ file loads back to exactly the data intended whatever characters it holds.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,15 +77,18 @@ class GeneratedManifest:
 
     @property
     def id(self) -> str:
-        return self.data["id"]
+        value: str = self.data["id"]  # a string: assembling the manifest checked it
+        return value
 
     @property
     def version(self) -> str:
-        return self.data["version"]
+        value: str = self.data["version"]  # a string: assembling the manifest checked it
+        return value
 
     @property
     def node_kind(self) -> str:
-        return self.data["node_kind"]
+        value: str = self.data["node_kind"]  # a string: assembling the manifest checked it
+        return value
 
 
 def generate_manifest(
@@ -252,7 +256,7 @@ def render_manifest(manifest: GeneratedManifest, template_path: Path | None = No
     """The text of the installed `plugin.yml`, from the packaged template or `template_path`."""
     template = _load_template(template_path)
     try:
-        return template.render(
+        text: str = template.render(
             manifest=manifest.data,
             origin=_one_line(manifest.origin),
             tool_version=__version__,
@@ -262,6 +266,7 @@ def render_manifest(manifest: GeneratedManifest, template_path: Path | None = No
     except Exception as exc:
         # (an undefined variable, a misused filter, a division by zero in an expression).
         raise _template_error(exc, template_path, "cannot be rendered") from None
+    return text
 
 
 @functools.lru_cache(maxsize=8)
@@ -272,9 +277,10 @@ def _template_text(template_path: Path | None) -> str:
         return read_text(template_path)
     # The file beside the `templates` package, as install.py signs it (importlib.resources would
     # cost more than reading it).
-    from plugin_packaging import templates
-
-    return (Path(templates.__file__).parent / TEMPLATE_NAME).read_text(encoding="utf-8")
+    # `importlib`: the package is the repository's templates/ directory (package-dir in
+    # pyproject.toml), which mypy cannot follow from a plain import.
+    templates = importlib.import_module("plugin_packaging.templates")
+    return (Path(templates.__path__[0]) / TEMPLATE_NAME).read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=8)

@@ -351,9 +351,10 @@ def _is_plain_json(data: Any) -> bool:
     import json
 
     try:
-        return json.loads(json.dumps(data)) == data
+        same: bool = json.loads(json.dumps(data)) == data
     except (TypeError, ValueError):
         return False
+    return same
 
 
 def _source_from_manifest(settings: Settings, path: Path, data: Any) -> PluginSource | None:
@@ -431,7 +432,7 @@ def _checked_id(value: Any, where: Path, key: str) -> str:
             "source-id-missing", f"has no `{key}`", where, hint="add `id: <plugin-id>`"
         )
     problem = path_component_problem(value)
-    if problem:
+    if problem or not isinstance(value, str):  # (a non-string always has a problem)
         raise PackagingError(
             "source-id-unsafe",
             f"`{key}` {value!r} {problem}",

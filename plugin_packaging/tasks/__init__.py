@@ -6,7 +6,7 @@ registers the settings defaults, so `invoke.yaml` (`plugins:`) and `INVOKE_PLUGI
 
 from __future__ import annotations
 
-from invoke import Collection
+from invoke.collection import Collection
 
 from plugin_packaging.settings import CONFIG_NAMESPACE, DEFAULTS
 from plugin_packaging.tasks import check, everyday, install, release

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from invoke import Context, Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from plugin_packaging.tasks.common import (
     COMMON_HELP,
@@ -59,7 +61,7 @@ def check_plugins_native(
     from plugin_packaging.check.report import FORMATS, render
     from plugin_packaging.errors import PackagingError
 
-    checked_format(format, FORMATS)
+    output_format = checked_format(format, FORMATS)
     if probe_timeout <= 0:
         raise PackagingError(
             "bad-option",
@@ -75,7 +77,7 @@ def check_plugins_native(
         return
     target = Target.of(settings.platform, arch)
     report = run_check(settings, target=target, probe=probe, probe_timeout=probe_timeout)
-    print(render(report, format, strict=strict))  # type: ignore[arg-type]
+    print(render(report, output_format, strict=strict))
     if report.failed(strict):
         raise Exit(code=1)
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from invoke import Context, Exit
+from invoke.context import Context
+from invoke.exceptions import Exit
 
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.settings import CONFIG_NAMESPACE, Settings
@@ -20,6 +21,7 @@ from plugin_packaging.settings import CONFIG_NAMESPACE, Settings
 EXIT_USAGE = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
+FormatT = TypeVar("FormatT", bound=str)
 
 #: Help texts shared by tasks that take the same options.
 COMMON_HELP = {
@@ -174,18 +176,19 @@ def user_errors(function: F) -> F:
         except PackagingError as exc:
             raise Exit(exc.render(), EXIT_USAGE) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps keeps the signature invoke reads
 
 
-def checked_format(output_format: str, formats: Collection[str]) -> str:
-    """The --format value, refused as a usage error unless it is one of `formats`."""
-    if output_format not in formats:
-        raise PackagingError(
-            "bad-option",
-            f"unknown --format {output_format!r}",
-            hint="use one of: " + ", ".join(formats),
-        )
-    return output_format
+def checked_format(output_format: str, formats: Sequence[FormatT]) -> FormatT:
+    """The one of `formats` that --format names, typed as `formats` is; else a usage error."""
+    for known in formats:
+        if known == output_format:
+            return known
+    raise PackagingError(
+        "bad-option",
+        f"unknown --format {output_format!r}",
+        hint="use one of: " + ", ".join(formats),
+    )
 
 
 def install_and_print(settings: Settings, only: Sequence[str], *, dry_run: bool) -> bool:

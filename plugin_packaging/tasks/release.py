@@ -7,7 +7,9 @@ last), one plain function from `package.py` or `verify.py`, its report out, an e
 
 from __future__ import annotations
 
-from invoke import Context, Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from plugin_packaging.tasks.common import (
     COMMON_HELP,
@@ -129,7 +131,7 @@ def verify_plugin_bundles(
     from plugin_packaging.release.report import FORMATS, render_verification
     from plugin_packaging.release.verify import verify_bundles
 
-    checked_format(format, FORMATS)
+    output_format = checked_format(format, FORMATS)
     settings = settings_for(c, root, platform=platform, public_key=public_key)
     assert settings.dist_dir is not None
     report = verify_bundles(
@@ -143,7 +145,7 @@ def verify_plugin_bundles(
             max_members=settings.bundle_max_members,
         ),
     )
-    print(render_verification(report, format, strict=strict))  # type: ignore[arg-type]
+    print(render_verification(report, output_format, strict=strict))
     if report.failed(strict):
         raise Exit(code=1)
 
