@@ -7,15 +7,13 @@ value to plain functions, so the logic is testable without invoke and the preced
 
 from __future__ import annotations
 
-import platform as _host
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugin_packaging.contract import PLATFORMS, Platform
 from plugin_packaging.errors import PackagingError
+from plugin_packaging.target import PLATFORMS, Platform, host_platform
 
 #: The settings namespace in invoke's config: `plugins.<key>` in invoke.yaml,
 #: `INVOKE_PLUGINS_<KEY>` in the environment.
@@ -72,21 +70,6 @@ DEFAULTS: dict[str, Any] = {
     "bundle_max_members": None,
 }
 _BUNDLE_LIMITS = {"bundle_max_unpacked_bytes": 4 << 30, "bundle_max_members": 10_000}
-
-
-def host_platform() -> Platform:
-    """The platform this Python runs on, in the loader's vocabulary."""
-    if sys.platform.startswith("linux"):
-        return "linux"
-    if sys.platform == "darwin":
-        return "macos"
-    if sys.platform in ("win32", "cygwin"):
-        return "windows"
-    raise PackagingError(
-        "unknown-platform",
-        f"cannot tell the plugin platform of this host ({sys.platform}, {_host.machine()})",
-        hint="pass --platform linux|macos|windows",
-    )
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plugin_packaging.binary import (
-    ENTRY_SYMBOL,
     BinaryFormatError,
     LibraryInfo,
     read_library,
     sniff_format,
 )
+from plugin_packaging.contract import ENTRY_SYMBOL
 
 # One C source for every foreign build, shaped by -D options.
 FOREIGN_SOURCE = r"""

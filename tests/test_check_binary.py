@@ -12,7 +12,8 @@ from fixturelib import MISSING_DEPENDENCY_NAME
 from test_check_support import PluginDir, codes, extra_libs, only, plan_outcomes, tree  # noqa: F401 - fixtures
 
 from plugin_packaging.binary.dynlinks import DependencyResolver, read_ldconfig_cache
-from plugin_packaging.check.library import Target, check_library, glibc_refuses_executable_stack
+from plugin_packaging.check.library import check_library, glibc_refuses_executable_stack
+from plugin_packaging.target import Target
 
 ENTRY = "streamkit_native_plugin_api"
 

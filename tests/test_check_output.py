@@ -16,7 +16,8 @@ from cli import run_in_process
 from test_check_support import PluginDir, manifest_for, tree  # noqa: F401 - fixtures
 
 from plugin_packaging.check.report import escape_data, escape_property, github_command
-from plugin_packaging.rules.loader import RULES, Finding
+from plugin_packaging.rules.model import Finding
+from plugin_packaging.rules.table import RULES
 
 
 def check(tree: PluginDir, *args: str) -> tuple[int, str]:

@@ -9,10 +9,10 @@ import pytest
 from fixturelib import COLON_KIND, GOOD_C_KIND, OTHER_C_KIND
 from test_check_support import PluginDir, codes, manifest_for, only, plan_outcomes, tree  # noqa: F401 - fixtures
 
-from plugin_packaging.check.library import Target
 from plugin_packaging.check.probe import ProbeResult
 from plugin_packaging.check.probe_rules import probe_violations
 from plugin_packaging.errors import PackagingError
+from plugin_packaging.target import Target
 
 
 def probed(tree: PluginDir, library: Path, *, kind: str = GOOD_C_KIND, timeout: float = 5.0):

@@ -22,7 +22,7 @@ from fixturelib import (
 )
 
 from plugin_packaging.check.run import CheckReport, check_plugins_dir
-from plugin_packaging.rules.loader import Finding
+from plugin_packaging.rules.model import Finding
 
 GOOD_KIND = "fixture_good"  # the kind compiled into native_libs.good_c
 OTHER_KIND = "fixture_other"  # native_libs.good_c_other

@@ -18,7 +18,8 @@ from plugin_packaging.binary.dynlinks import (
     read_ld_so_cache,
     read_ldconfig_cache,
 )
-from plugin_packaging.check.library import Target, check_library
+from plugin_packaging.check.library import check_library
+from plugin_packaging.target import Target
 
 LDCONFIG = shutil.which("ldconfig") or next(
     (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if Path(p).exists()), None

@@ -12,6 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from plugin_packaging.contract.semver import (
+    compare_versions,
+    latest_version,
+    parse_semver,
+    sort_versions_descending,
+)
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.release.registry import (
     MANIFEST_KEYS,
@@ -21,14 +27,10 @@ from plugin_packaging.release.registry import (
     bundle_file_name,
     bundle_url,
     compare_published,
-    compare_versions,
-    latest_version,
     manifest_json_bytes,
     merge_published,
-    parse_semver,
     registry_manifest,
     release_tag,
-    sort_versions_descending,
 )
 
 TEMPLATE = "https://github.com/streamer45/streamkit/releases/download/plugin-{plugin_id}-v{version}"

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from plugin_packaging._fs import yamlio
 from plugin_packaging._fs.yamlio import libyaml_reads_as_pyyaml, libyaml_safe_loader, load_yaml
+from plugin_packaging.contract.manifest import SERVER_KEYS
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.sources.plugin_yml import SERVER_KEYS, yaml_entry
+from plugin_packaging.sources.plugin_yml import yaml_entry
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 MANIFEST = Path("plugin.yml")

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Literal
 from plugin_packaging.binary.info import (
     CORRUPT,
     ENTRY_STATES,
-    ENTRY_SYMBOL,
     NOT_A_BINARY,
     TRUNCATED,
     UNREADABLE,
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CORRUPT",
     "ENTRY_STATES",
-    "ENTRY_SYMBOL",
     "NOT_A_BINARY",
     "SNIFF_BYTES",
     "TRUNCATED",

@@ -34,7 +34,6 @@ from typing import Any, overload
 from plugin_packaging.binary.bounded import MAX_HEADER_TABLE, BoundedFile, c_string
 from plugin_packaging.binary.info import (
     CORRUPT,
-    ENTRY_SYMBOL,
     TRUNCATED,
     EntryState,
     EntrySymbol,
@@ -42,6 +41,7 @@ from plugin_packaging.binary.info import (
     best_state,
 )
 from plugin_packaging.binary.symbol_scan import entries_naming
+from plugin_packaging.contract import ENTRY_SYMBOL
 
 PN_XNUM = 0xFFFF
 SHN_LORESERVE = 0xFF00

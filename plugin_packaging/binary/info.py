@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from plugin_packaging.errors import PackagingError
-
-ENTRY_SYMBOL = "streamkit_native_plugin_api"
+from plugin_packaging.target import Platform
 
 BinaryFormat = Literal["elf", "macho", "pe"]
-Platform = Literal["linux", "macos", "windows"]
 
 # How the entry symbol shows in the file, best first:
 #   exported        the loader's dlsym/GetProcAddress finds it and it is code

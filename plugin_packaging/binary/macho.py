@@ -27,13 +27,13 @@ from typing import Any
 from plugin_packaging.binary.bounded import MAX_HEADER_TABLE, MAX_SYMBOL_TABLE, BoundedFile
 from plugin_packaging.binary.info import (
     CORRUPT,
-    ENTRY_SYMBOL,
     EntryState,
     EntrySymbol,
     LibraryInfo,
     best_state,
 )
 from plugin_packaging.binary.symbol_scan import entries_naming
+from plugin_packaging.contract import ENTRY_SYMBOL
 
 MACHO_ENTRY_SYMBOL = "_" + ENTRY_SYMBOL
 FAT_MAGIC = 0xCAFEBABE

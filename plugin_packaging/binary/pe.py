@@ -27,13 +27,13 @@ from typing import Any, overload
 from plugin_packaging.binary.bounded import MAX_HEADER_TABLE, BoundedFile
 from plugin_packaging.binary.info import (
     CORRUPT,
-    ENTRY_SYMBOL,
     NOT_A_BINARY,
     EntryState,
     EntrySymbol,
     LibraryInfo,
 )
 from plugin_packaging.binary.symbol_scan import name_offsets_containing
+from plugin_packaging.contract import ENTRY_SYMBOL
 
 IMAGE_FILE_EXECUTABLE_IMAGE = 0x0002
 IMAGE_FILE_DLL = 0x2000

@@ -9,7 +9,6 @@ leaving the bundle, and (for the host's own platform and architecture) every `DT
 from __future__ import annotations
 
 import os
-import platform as _host
 import re
 import stat
 from dataclasses import dataclass, replace
@@ -24,37 +23,11 @@ from plugin_packaging.binary import (
     read_library,
 )
 from plugin_packaging.binary.dynlinks import Dependency, DependencyResolver, expand_origin
-from plugin_packaging.contract import Platform
-from plugin_packaging.errors import PackagingError
-from plugin_packaging.rules.loader import ENTRY_SYMBOL, Violation
+from plugin_packaging.contract import ENTRY_SYMBOL, PLATFORM_LIBRARY_EXTENSION
+from plugin_packaging.rules.model import Violation
+from plugin_packaging.rules.table import blocks_load
+from plugin_packaging.target import Platform, Target
 
-#: Word size and byte order of each architecture name the binary readers produce.
-ARCHITECTURES: dict[str, tuple[int, str]] = {
-    "x86_64": (64, "little"),
-    "aarch64": (64, "little"),
-    "x86": (32, "little"),
-    "arm": (32, "little"),
-    "riscv64": (64, "little"),
-    "riscv32": (32, "little"),
-    "ppc64le": (64, "little"),
-    "ppc64": (64, "big"),
-    "ppc": (32, "big"),
-    "s390x": (64, "big"),
-    "loongarch64": (64, "little"),
-    "sparc64": (64, "big"),
-    "mips64el": (64, "little"),
-    "mips64": (64, "big"),
-    "mipsel": (32, "little"),
-    "mips": (32, "big"),
-}
-ARCH_ALIASES = {
-    "amd64": "x86_64",
-    "x64": "x86_64",
-    "arm64": "aarch64",
-    "i386": "x86",
-    "i686": "x86",
-    "i586": "x86",
-}
 _RUST_TRIPLES = {
     "linux": "{arch}-unknown-linux-gnu",
     "macos": "{arch}-apple-darwin",
@@ -68,61 +41,9 @@ _RUST_TRIPLE_EXCEPTIONS = {
     ("linux", "ppc64"): "powerpc64-unknown-linux-gnu",
     ("windows", "x86"): "i686-pc-windows-msvc",
 }
-_FORMAT_PLATFORM = {"elf": "linux", "macho": "macos", "pe": "windows"}
+_FORMAT_PLATFORM: dict[str, Platform] = {"elf": "linux", "macho": "macos", "pe": "windows"}
 _FORMAT_NAME = {"elf": "ELF", "macho": "Mach-O", "pe": "PE"}
-_PLATFORM_EXTENSION = {"linux": "so", "macos": "dylib", "windows": "dll"}
 _RUST_LEGACY = re.compile(r"^_ZN.*17h[0-9a-f]{16}E$")
-
-
-def normalise_arch(name: str) -> str:
-    """An architecture as the binary readers name it (`amd64` -> `x86_64`, `arm64` -> `aarch64`)."""
-    lowered = name.strip().lower()
-    return ARCH_ALIASES.get(lowered, lowered)
-
-
-@dataclass(frozen=True)
-class Target:
-    """The platform and architecture the plugins must load on."""
-
-    platform: Platform
-    arch: str
-
-    @classmethod
-    def of(cls, platform: Platform, arch: str | None = None) -> Target:
-        """A target from settings and flags; `arch` defaults to the host's. Raises on unknown arches."""
-        chosen = normalise_arch(arch) if arch else host_arch()
-        if chosen not in ARCHITECTURES:
-            raise PackagingError(
-                "bad-arch",
-                f"unknown architecture {arch!r}",
-                hint="use one of: " + ", ".join(ARCHITECTURES),
-            )
-        return cls(platform, chosen)
-
-    @property
-    def bits(self) -> int:
-        return ARCHITECTURES[self.arch][0]
-
-    @property
-    def endianness(self) -> str:
-        return ARCHITECTURES[self.arch][1]
-
-    @property
-    def is_host(self) -> bool:
-        """True when libraries for this target can be resolved (and probed) on this machine."""
-        from plugin_packaging.settings import host_platform
-
-        try:
-            return self.platform == host_platform() and self.arch == host_arch()
-        except PackagingError:
-            return False
-
-    def describe(self) -> str:
-        return f"{self.platform} {self.arch}"
-
-
-def host_arch() -> str:
-    return normalise_arch(_host.machine() or "unknown")
 
 
 @dataclass(frozen=True)
@@ -137,7 +58,7 @@ class LibraryVerdict:
 
     @property
     def blocked(self) -> bool:
-        return any(v.blocks_load for v in self.violations)
+        return any(blocks_load(v) for v in self.violations)
 
 
 @dataclass(frozen=True)
@@ -279,9 +200,9 @@ def _check_format(info: LibraryInfo, path: Path, subject: _Subject, out: list[Vi
     """A format named with another platform's extension: an ELF `.dylib` loads on Linux, misnamed."""
     extension = PurePath(path.name).suffix[1:]
     platform = _FORMAT_PLATFORM[info.format]
-    expected = _PLATFORM_EXTENSION[platform]
-    if extension in _PLATFORM_EXTENSION.values() and extension != expected:
-        owner = next(p for p, e in _PLATFORM_EXTENSION.items() if e == extension)
+    expected = PLATFORM_LIBRARY_EXTENSION[platform]
+    if extension in PLATFORM_LIBRARY_EXTENSION.values() and extension != expected:
+        owner = next(p for p, e in PLATFORM_LIBRARY_EXTENSION.items() if e == extension)
         stem = PurePath(path.name).stem
         if platform == "windows":
             suggestion = (stem[3:] if stem.startswith("lib") else stem) + ".dll"

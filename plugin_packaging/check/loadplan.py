@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from plugin_packaging.check.layout import loader_order
 from plugin_packaging.errors import display_path
-from plugin_packaging.rules.loader import Violation
+from plugin_packaging.rules.model import Violation
+from plugin_packaging.rules.table import blocks_load, message_of
 
 #: Where a candidate comes from: an active record, a bundle of native/, or a bare file in native/.
 Source = Literal["active", "bundle", "bare"]
@@ -140,7 +141,7 @@ def plan_loads(candidates: list[Candidate]) -> tuple[LoadPlan, list[Violation]]:
         if candidate.blocked_by is not None:
             blocking = candidate.blocked_by
             entries.append(
-                PlannedLoad(candidate, "skip", reason=blocking.message, code=blocking.code)
+                PlannedLoad(candidate, "skip", reason=message_of(blocking), code=blocking.code)
             )
             continue
         if candidate.kind is not None and candidate.kind in registered:
@@ -148,7 +149,7 @@ def plan_loads(candidates: list[Candidate]) -> tuple[LoadPlan, list[Violation]]:
             duplicate = _duplicate(candidate, winner)
             violations.append(duplicate)
             entries.append(
-                PlannedLoad(candidate, "skip", reason=duplicate.message, code=duplicate.code)
+                PlannedLoad(candidate, "skip", reason=message_of(duplicate), code=duplicate.code)
             )
             continue
         if candidate.kind is not None:
@@ -202,5 +203,5 @@ def _claim_asset_types(candidate: Candidate, owners: dict[str, Candidate]) -> li
 
 def with_blocking(candidate: Candidate, violations: Iterable[Violation]) -> Candidate:
     """`candidate` marked with the first of `violations` that makes the server skip it."""
-    blocking = next((v for v in violations if v.blocks_load), None)
+    blocking = next((v for v in violations if blocks_load(v)), None)
     return replace(candidate, blocked_by=blocking) if blocking is not None else candidate

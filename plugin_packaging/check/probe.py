@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plugin_packaging.contract import ENTRY_SYMBOL
 from plugin_packaging.errors import PackagingError
 
 DEFAULT_TIMEOUT = 5.0
-ENTRY_SYMBOL = "streamkit_native_plugin_api"
 
 # Stages, in the order the child runs them.
 STAGE_LOAD = "load"  # dlopen: the library's constructors run here
@@ -264,6 +264,7 @@ def _run_child(library: Path, timeout: float) -> _ChildOutcome:
                     str(child_report_fd),
                     str(cpu_seconds),
                     str(os.getpid()),
+                    ENTRY_SYMBOL,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

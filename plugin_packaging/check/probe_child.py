@@ -3,11 +3,12 @@
 This is the only code in the tool that runs plugin code, and it only ever runs in a throwaway
 process. `plugin_packaging.check.probe` starts it as a standalone script:
 
-    python -I -S probe_child.py LIBRARY REPORT_FD CPU_SECONDS PARENT_PID
+    python -I -S probe_child.py LIBRARY REPORT_FD CPU_SECONDS PARENT_PID ENTRY_SYMBOL
 
 `-I -S` keep the caller's environment variables, user site and site-packages out of the process,
 so the script imports nothing but the standard library and never this package (which may not be
-importable from an isolated interpreter). Importing this module does nothing.
+importable from an isolated interpreter); the entry symbol's name therefore comes from the parent
+(`contract.ENTRY_SYMBOL`). Importing this module does nothing.
 
 Protocol: one JSON object per line, written to the inherited file descriptor REPORT_FD (never to
 stdout, which a library may flood and which the parent discards):
@@ -31,8 +32,6 @@ import json
 import os
 import signal
 import sys
-
-ENTRY_SYMBOL = "streamkit_native_plugin_api"
 
 # A kind longer than this is not a node kind but a missing terminator; stop reading there.
 MAX_KIND_BYTES = 4096
@@ -110,7 +109,7 @@ def read_c_string(address: int, limit: int) -> bytes | None:
     return None
 
 
-def probe(library: str, report: ReportPipe) -> None:
+def probe(library: str, entry_symbol: str, report: ReportPipe) -> None:
     pointer_size = ctypes.sizeof(ctypes.c_void_p)
 
     report.send(event="begin", stage="load")
@@ -123,7 +122,7 @@ def probe(library: str, report: ReportPipe) -> None:
 
     report.send(event="begin", stage="entry")
     try:
-        entry = handle[ENTRY_SYMBOL]  # dlsym adds Mach-O's leading underscore itself
+        entry = handle[entry_symbol]  # dlsym adds Mach-O's leading underscore itself
     except AttributeError:
         report.fail("entry", "probe-no-symbol")
         return
@@ -164,10 +163,10 @@ def probe(library: str, report: ReportPipe) -> None:
 
 
 def main(argv: list[str]) -> None:
-    library, report_fd, cpu_seconds, parent_pid = argv[1:5]
+    library, report_fd, cpu_seconds, parent_pid, entry_symbol = argv[1:6]
     report = ReportPipe(int(report_fd))
     confine(int(cpu_seconds), int(parent_pid))
-    probe(library, report)
+    probe(library, entry_symbol, report)
     # Leave without running the library's destructors or atexit handlers: the probe has its
     # answer, and what a library does on unload is not part of the question.
     os._exit(0)

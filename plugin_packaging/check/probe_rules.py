@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from plugin_packaging.check.loadplan import NATIVE_PREFIX, native_kind
-from plugin_packaging.rules.loader import ENTRY_SYMBOL, Violation
+from plugin_packaging.contract import ENTRY_SYMBOL
+from plugin_packaging.rules.model import Violation
 
 #: API versions the server accepts (section 5).
 API_VERSIONS = range(6, 10)

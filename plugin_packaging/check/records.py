@@ -18,7 +18,8 @@ from typing import Any
 from plugin_packaging._fs.files import NotRegularFile, open_regular_file
 from plugin_packaging.check.layout import Entry
 from plugin_packaging.contract import path_component_problem
-from plugin_packaging.rules.loader import Violation
+from plugin_packaging.rules.model import Violation
+from plugin_packaging.rules.table import blocks_load
 
 MAX_RECORD_BYTES = 1024 * 1024
 _FIELDS: tuple[tuple[str, str, bool], ...] = (
@@ -63,7 +64,7 @@ class ActiveRecord:
 
     @property
     def skipped(self) -> bool:
-        return any(v.blocks_load for v in self.violations)
+        return any(blocks_load(v) for v in self.violations)
 
     def text(self, key: str) -> str | None:
         value = self.data.get(key) if self.data is not None else None

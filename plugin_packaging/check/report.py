@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 from plugin_packaging.errors import display_path
-from plugin_packaging.rules.loader import RULES, Finding, FindingTally, effective_severity
+from plugin_packaging.rules.model import Finding, FindingTally
+from plugin_packaging.rules.table import RULES, effective_severity
 
 if TYPE_CHECKING:
     from plugin_packaging.check.loadplan import PlannedLoad

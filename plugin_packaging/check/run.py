@@ -29,7 +29,7 @@ from plugin_packaging.check.layout import (
     near_miss,
     read_plugin_tree,
 )
-from plugin_packaging.check.library import LibraryVerdict, Target, check_library
+from plugin_packaging.check.library import LibraryVerdict, check_library
 from plugin_packaging.check.loadplan import (
     Candidate,
     LoadPlan,
@@ -42,19 +42,14 @@ from plugin_packaging.check.manifest import (
     ManifestLookup,
     ManifestRead,
     look_up_manifest,
-    manifest_names,
     read_manifest,
 )
 from plugin_packaging.check.records import ActiveRecord, is_record_name, read_active_record
-from plugin_packaging.contract import path_component_problem
+from plugin_packaging.contract import manifest_names, path_component_problem
 from plugin_packaging.errors import PackagingError, display_path
-from plugin_packaging.rules.loader import (
-    Finding,
-    FindingTally,
-    Violation,
-    effective_severity,
-    validate_overrides,
-)
+from plugin_packaging.rules.model import Finding, FindingTally, Violation
+from plugin_packaging.rules.table import graded, validate_overrides
+from plugin_packaging.target import Target
 
 __all__ = ["REPORT_VERSION", "CheckReport", "Finding", "check_plugins_dir"]
 
@@ -121,9 +116,7 @@ def check_plugins_dir(
     """
     overrides = validate_overrides(rule_overrides or {})
     if target is None:
-        from plugin_packaging.settings import host_platform
-
-        target = Target.of(host_platform())
+        target = Target.host()
     if probe and not target.is_host:
         raise PackagingError(
             "probe-foreign-target",
@@ -615,10 +608,5 @@ def _findings(
             return (2, loader_order(tree.native_dir / violation.bundle))
         return (0,)
 
-    findings = []
     # `sorted` is stable: within a plugin, findings keep the order the rules found them in.
-    for violation in sorted(violations, key=group):
-        severity = effective_severity(violation.code, overrides)
-        if severity is not None:
-            findings.append(violation.finding(severity))
-    return tuple(findings)
+    return tuple(graded(sorted(violations, key=group), overrides))

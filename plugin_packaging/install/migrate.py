@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Literal
 
 from plugin_packaging.contract import (
-    PLATFORMS,
     is_native_library_name,
     library_stem,
     path_component_problem,
@@ -37,6 +36,7 @@ from plugin_packaging.contract import (
 from plugin_packaging.errors import PackagingError, display_path, printable
 from plugin_packaging.settings import Settings
 from plugin_packaging.sources.scan import PluginSource
+from plugin_packaging.target import PLATFORMS
 
 MANIFEST_NAME = "plugin.yml"
 #: Old per-library manifest names beside a bare library, best first (the loader's lookup order).

@@ -417,14 +417,17 @@ def _check_loadable(settings: Settings, library: Artifact) -> None:
 
     Dependencies are left to verify-plugin-bundles, which sees the whole bundle.
     """
-    from plugin_packaging.check.library import Target, check_library
+    from plugin_packaging.check.library import check_library
+    from plugin_packaging.rules.table import RULES
+    from plugin_packaging.target import Target
 
     verdict = check_library(library.path, target=Target.of(settings.platform), resolver=None)
     for violation in verdict.violations:
         # The rule's own verdict, not this host's: an executable stack that an older glibc here
         # still grants is refused by the glibc of many users (2.41 and later).
-        if violation.rule.blocks_load and violation.code not in _NOT_FOR_RELEASES:
-            finding = violation.finding("error")
+        rule = RULES[violation.code]
+        if rule.blocks_load and violation.code not in _NOT_FOR_RELEASES:
+            finding = rule.finding(violation, "error")
             raise PackagingError(
                 violation.code,
                 f"{finding.message}; the server would not load it, so it is not published",

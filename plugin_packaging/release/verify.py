@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 from plugin_packaging import __version__
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.rules.loader import FindingTally
+from plugin_packaging.rules.bundle import CUDA_LIBRARY, SYSTEM_LIBRARIES
+from plugin_packaging.rules.model import Finding, FindingTally, Violation
+from plugin_packaging.rules.table import graded, validate_overrides
+from plugin_packaging.target import Target
 
 if TYPE_CHECKING:
     from plugin_packaging.binary import LibraryInfo
-    from plugin_packaging.check.library import Target
     from plugin_packaging.release.archive import ArchiveLimits, UnsafeArchiveError
     from plugin_packaging.release.published import PublishedRegistry
-    from plugin_packaging.rules.loader import Finding, Violation
 
 #: Version of the JSON document (`plugin_packaging/schemas/bundle-report.v1.json`).
 REPORT_VERSION = 1
@@ -123,15 +124,10 @@ def verify_bundles(
 ) -> BundleReport:
     """Verify every bundle in `bundles_dir`; raise `PackagingError` only for usage mistakes."""
     from plugin_packaging.release.archive import ArchiveLimits
-    from plugin_packaging.rules import bundle as _registers_bundle_rules  # noqa: F401
-    from plugin_packaging.rules.loader import validate_overrides
 
     overrides = validate_overrides(rule_overrides or {})
     if target is None:
-        from plugin_packaging.check.library import Target
-        from plugin_packaging.settings import host_platform
-
-        target = Target.of(host_platform())
+        target = Target.host()
     registry = None
     if registry_dir is not None:
         from plugin_packaging.release.published import read_registry
@@ -155,8 +151,6 @@ def verify_bundles(
         checksums=checksums,
     )
     if registry is not None and key is None:
-        from plugin_packaging.rules.loader import Violation
-
         violations.append(Violation("registry-signature-unchecked", registry.path))
     bundles = []
     for archive in archives:
@@ -166,7 +160,7 @@ def verify_bundles(
     return BundleReport(
         bundles_dir=bundles_dir,
         bundles=tuple(bundles),
-        findings=_findings(violations, overrides),
+        findings=graded(violations, overrides),
         registry_dir=registry_dir,
         public_key=key,
         target=target,
@@ -216,8 +210,6 @@ def _checksum_list(bundles_dir: Path, out: list[Violation]) -> Mapping[str, str]
     try:
         return read_sha256sums(path)
     except PackagingError as exc:
-        from plugin_packaging.rules.loader import Violation
-
         out.append(
             Violation(
                 "bundle-checksum-list-mismatch", path, {"detail": f"{SHA256SUMS} {exc.message}"}
@@ -294,7 +286,6 @@ class _Subject:
         key: str | None = None,
         **details: Any,
     ) -> Violation:
-        from plugin_packaging.rules.loader import Violation
 
         path = self.shown(member) if member else self.archive
         return Violation(code, path, details, self.name, symbol=symbol, key=key)
@@ -319,7 +310,6 @@ class _Contents:
 
 
 def _unsafe(archive: Path, exc: UnsafeArchiveError) -> Violation:
-    from plugin_packaging.rules.loader import Violation
 
     if exc.code in ("archive-too-large", "archive-too-many-members"):
         code = "bundle-too-large"
@@ -334,7 +324,6 @@ def _unsafe(archive: Path, exc: UnsafeArchiveError) -> Violation:
 
 def _checksum_list_violations(archive: Path, sha256: str, run: _Run) -> list[Violation]:
     from plugin_packaging.release.checksums import SHA256SUMS
-    from plugin_packaging.rules.loader import Violation
 
     listed = run.checksums
     if listed is None:
@@ -573,7 +562,6 @@ def _check_signature(subject: _Subject, published: Any, run: _Run, out: list[Vio
         return
     from plugin_packaging.release.registry import SIGNATURE_FILE
     from plugin_packaging.release.signing import verify_file
-    from plugin_packaging.rules.loader import Violation
 
     signature = published.signature_path or published.manifest_path.with_name(SIGNATURE_FILE)
     try:
@@ -602,7 +590,6 @@ def _check_libraries(
     from plugin_packaging.binary import BinaryFormatError, read_library
     from plugin_packaging.check.library import check_library
     from plugin_packaging.contract import relative_path_problem
-    from plugin_packaging.rules.bundle import CUDA_LIBRARY
 
     cpu = accelerator is None
     if cpu:
@@ -693,7 +680,6 @@ def _check_dependencies(
     """
     from plugin_packaging.binary import BinaryFormatError, read_library
     from plugin_packaging.binary.dynlinks import DependencyResolver, system_directories
-    from plugin_packaging.rules.bundle import CUDA_LIBRARY, SYSTEM_LIBRARIES
 
     by_name: dict[str, str] = {}
     for listed in subject.members:
@@ -770,17 +756,3 @@ def _in_system_directory(path: Path, info: LibraryInfo, system_directories: Any)
     return any(
         text.startswith(directory.rstrip("/") + "/") for directory in system_directories(info)
     )
-
-
-# --- severities ---------------------------------------------------------------------------------
-
-
-def _findings(violations: list[Violation], overrides: Mapping[str, str]) -> tuple[Finding, ...]:
-    from plugin_packaging.rules.loader import effective_severity
-
-    findings = []
-    for violation in violations:
-        severity = effective_severity(violation.code, overrides)
-        if severity is not None:
-            findings.append(violation.finding(severity))
-    return tuple(findings)

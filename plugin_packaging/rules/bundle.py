@@ -1,10 +1,10 @@
 """The rules a release bundle must meet, as data: what the server's installer and StreamKit's
 portability gate refuse, and what to do about it.
 
-They sit beside the loader's rules (`rules.py`) and are registered into the same table when this
-module is imported, so a bundle finding is a `Violation` -> `Finding` like any other: the same
-message formatting, the same severity overrides (`plugins.rules: {CODE: warning|ignore}`), the
-same text, JSON and GitHub renderings. `verify.py` only says which rule a bundle breaks.
+They sit beside the loader's rules (`rules/loader.py`) and join them in `rules/table.py`, so a
+bundle finding is a `Violation` -> `Finding` like any other: the same message formatting, the
+same severity overrides (`plugins.rules: {CODE: warning|ignore}`), the same text, JSON and
+GitHub renderings. `release/verify.py` only says which rule a bundle breaks.
 
 `SYSTEM_LIBRARIES` and `CUDA_LIBRARY` are policy too: which needed libraries every Linux machine
 has (glibc and the GCC runtime, as auditwheel's manylinux policies assume), and which names are
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from plugin_packaging.rules.loader import RULES, LoaderRule
+from plugin_packaging.rules.model import LoaderRule
 
 #: Needed libraries a bundle may take from any Linux system without vendoring them.
 SYSTEM_LIBRARIES = frozenset(
@@ -205,14 +205,3 @@ BUNDLE_RULES: dict[str, LoaderRule] = {
         ),
     )
 }
-
-
-def _register() -> None:
-    """Add the bundle rules to the loader's table; a code may only mean one thing."""
-    for code, rule in BUNDLE_RULES.items():
-        if RULES.get(code, rule) is not rule:
-            raise RuntimeError(f"rule code {code!r} is defined twice")
-        RULES[code] = rule
-
-
-_register()

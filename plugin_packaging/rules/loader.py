@@ -1,30 +1,15 @@
-"""The loader's rules as data: a stable code, a severity, what is wrong and how to fix it.
+"""The loader's rule table: what StreamKit's server does with a plugin directory, as data.
 
-The checks (`layout.py`, `manifest_rules.py`, `library_rules.py`, `records.py`, `loadplan.py`)
-only say *which* rule a file breaks and fill in the details, as a `Violation`; the words people
-read live here, in one table, so they stay consistent. Severities can be changed or rules ignored
-per code in settings (`plugins.rules: {CODE: error|warning|info|ignore}`), like lintian or ruff.
-
-`blocks_load` records what the server does, not how much we mind: a rule that blocks means the
-loader skips that library or record. The load plan is computed from it before any severity
-override, so ignoring a rule hides its finding but never changes what the plan says will load.
+Each `LoaderRule` has a stable code, a severity, a one-line message, a hint and the spec rule it
+comes from (native-loader.md). The checks only name a rule and fill in its details (a
+`Violation`); the words people read live here, so they stay consistent. `rules/table.py` joins
+this table with the release-bundle rules (`rules/bundle.py`) into the one `RULES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
-
-from plugin_packaging.errors import PackagingError, display_path
-
-Severity = Literal["error", "warning", "info"]
-SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
-IGNORE = "ignore"
-
-#: The exported name every native plugin library must define (native-loader.md, section 5).
-ENTRY_SYMBOL = "streamkit_native_plugin_api"
+from plugin_packaging.contract import ENTRY_SYMBOL
+from plugin_packaging.rules.model import LoaderRule
 
 _ENTRY_C = (
     f'in C/C++: `extern "C" __attribute__((visibility("default"))) const CNativePluginAPI '
@@ -36,26 +21,11 @@ _ENTRY_RUST = (
 )
 
 
-@dataclass(frozen=True)
-class LoaderRule:
-    """One thing the loader does with a layout, and what to do about it."""
-
-    code: str
-    severity: Severity
-    #: One line; `{placeholders}` are filled from the violation's details.
-    message: str
-    hint: str
-    #: The spec's rule this comes from (native-loader.md), for people who want the why.
-    reference: str = ""
-    #: True when the server skips the library (or record) that breaks the rule.
-    blocks_load: bool = False
-
-
 def _rules(*rules: LoaderRule) -> dict[str, LoaderRule]:
     return {rule.code: rule for rule in rules}
 
 
-RULES: dict[str, LoaderRule] = _rules(
+LOADER_RULES: dict[str, LoaderRule] = _rules(
     # --- layout of P/native (N1-N5, section 3) ------------------------------------------------
     LoaderRule(
         "bare-library",
@@ -217,6 +187,20 @@ RULES: dict[str, LoaderRule] = _rules(
         "error",
         "`node_kind` {value!r} {problem}",
         "write the bare kind the library registers{suggestion}; the server adds `plugin::native::` itself",
+        "section 4",
+    ),
+    LoaderRule(
+        "manifest-not-unicode",
+        "error",
+        "`{key}` holds '{value}', which is not valid Unicode text; the server drops the whole manifest",
+        "write the characters themselves; a \\u escape of a lone surrogate is not text",
+        "N8, section 4",
+    ),
+    LoaderRule(
+        "manifest-too-deep",
+        "error",
+        "`{key}` nests too deeply to be a manifest value",
+        "a manifest value is at most a few levels deep (models[].file_checksums is the deepest)",
         "section 4",
     ),
     LoaderRule(
@@ -518,151 +502,3 @@ RULES: dict[str, LoaderRule] = _rules(
         blocks_load=True,
     ),
 )
-
-
-def printable(text: str) -> str:
-    """`text` with control characters escaped, so a hostile file name cannot break a line."""
-    if text.isprintable():
-        return text
-    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
-
-
-class _Printable(dict[str, Any]):
-    """Format arguments with every string made printable first."""
-
-    def __init__(self, details: Mapping[str, Any]) -> None:
-        super().__init__({k: printable(v) if isinstance(v, str) else v for k, v in details.items()})
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One broken rule, about one file (and one symbol or key in it), as people see it."""
-
-    code: str
-    severity: Severity
-    message: str
-    hint: str
-    path: Path
-    #: The bundle directory name under native/, when the finding is about one.
-    bundle: str | None = None
-    #: The active record's file name under active/, when the finding is about one.
-    record: str | None = None
-    #: The symbol (entry function, needed library) the finding is about.
-    symbol: str | None = None
-    #: The manifest key, record field or dynamic tag the finding is about.
-    key: str | None = None
-    #: The spec's rule (native-loader.md).
-    reference: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "severity": self.severity,
-            "message": self.message,
-            "hint": self.hint,
-            "path": display_path(self.path),
-            "bundle": self.bundle,
-            "record": self.record,
-            "symbol": self.symbol,
-            "key": self.key,
-            "reference": self.reference,
-        }
-
-
-class FindingTally:
-    """Counts per severity and the verdict, for a report that holds `findings` (a check of a
-    plugin directory, a verification of bundles): both fail on the same terms."""
-
-    findings: tuple[Finding, ...]
-
-    def count(self, severity: Severity) -> int:
-        return sum(1 for f in self.findings if f.severity == severity)
-
-    def failed(self, strict: bool = False) -> bool:
-        """Any error fails; with `strict`, any warning too."""
-        return self.count("error") > 0 or (strict and self.count("warning") > 0)
-
-
-@dataclass(frozen=True)
-class Violation:
-    """A rule broken by one file, with the details its message needs; no severity yet."""
-
-    code: str
-    path: Path
-    details: Mapping[str, Any] = field(default_factory=dict)
-    bundle: str | None = None
-    record: str | None = None
-    symbol: str | None = None
-    key: str | None = None
-    #: Overrides the rule's `blocks_load` where it depends on the case (see probe-kind-mismatch).
-    blocks: bool | None = None
-
-    @property
-    def rule(self) -> LoaderRule:
-        return RULES[self.code]
-
-    @property
-    def blocks_load(self) -> bool:
-        return self.rule.blocks_load if self.blocks is None else self.blocks
-
-    @property
-    def message(self) -> str:
-        return self.rule.message.format_map(self._arguments())
-
-    def _arguments(self) -> _Printable:
-        return _Printable(
-            {"symbol": self.symbol, "key": self.key, "bundle": self.bundle, **self.details}
-        )
-
-    def finding(self, severity: Severity) -> Finding:
-        arguments = self._arguments()
-        return Finding(
-            code=self.code,
-            severity=severity,
-            message=self.rule.message.format_map(arguments),
-            hint=self.rule.hint.format_map(arguments),
-            path=self.path,
-            bundle=self.bundle,
-            record=self.record,
-            symbol=self.symbol,
-            key=self.key,
-            reference=self.rule.reference,
-        )
-
-
-def effective_severity(code: str, overrides: Mapping[str, str]) -> Severity | None:
-    """The severity of `code` after settings; None when the rule is ignored."""
-    chosen = overrides.get(code, RULES[code].severity)
-    if chosen == IGNORE:
-        return None
-    return chosen if chosen in SEVERITIES else RULES[code].severity
-
-
-def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, str]:
-    """The `plugins.rules` setting, checked: known codes only, a severity or `ignore` each."""
-    checked: dict[str, str] = {}
-    for code, value in overrides.items():
-        if code not in RULES:
-            # Other rule tables (bundle_rules.py) join RULES when imported, and the same setting
-            # grades them: load them before calling a code unknown.
-            from plugin_packaging.rules import bundle  # noqa: F401
-        if code not in RULES:
-            import difflib
-
-            close = difflib.get_close_matches(str(code), RULES, n=1)
-            hint = (
-                f"did you mean {', '.join(close)}?"
-                if close
-                else "`check-plugins-native --list-rules` lists the rule codes"
-            )
-            raise PackagingError(
-                "bad-setting", f"plugins.rules names an unknown rule code {code!r}", hint=hint
-            )
-        if value not in (*SEVERITIES, IGNORE):
-            raise PackagingError(
-                "bad-setting",
-                f"plugins.rules.{code} is {value!r}",
-                hint="use one of: error, warning, info, ignore",
-            )
-        checked[str(code)] = str(value)
-    return checked

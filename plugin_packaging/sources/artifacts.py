@@ -12,8 +12,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from plugin_packaging.contract import Platform, library_file_name, library_stem
+from plugin_packaging.contract import library_file_name, library_stem
 from plugin_packaging.sources.scan import PluginSource
+from plugin_packaging.target import Platform
 
 
 @dataclass(frozen=True)

@@ -17,52 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from plugin_packaging import __version__
-from plugin_packaging.contract import (
-    is_semver,
-    is_unicode_text,
-    path_component_problem,
-    relative_path_problem,
-)
+from plugin_packaging.contract import relative_path_problem
+from plugin_packaging.contract.manifest import SERVER_KEYS, manifest_problems
 from plugin_packaging.errors import PackagingError
+from plugin_packaging.rules.model import Violation
+from plugin_packaging.rules.table import RULES, effective_severity
 from plugin_packaging.sources.cargo import CrateInfo
-
-#: Keys of the server's `PluginManifest`, in the order the generated file lists them.
-SERVER_KEYS = (
-    "schema_version",
-    "id",
-    "name",
-    "version",
-    "node_kind",
-    "kind",
-    "entrypoint",
-    "description",
-    "license",
-    "license_url",
-    "homepage",
-    "repository",
-    "compatibility",
-    "models",
-    "assets",
-)
-# Only these keys are copied into an installed manifest, so keys that only StreamKit's build
-# tooling reads (`artifact`, `artifact_<accelerator>`, `accelerators`, `extra_files`, `repo`)
-# never reach it.
-#: What the server's `PluginManifest` parse cannot do without (also a registry manifest's).
-REQUIRED_KEYS = ("id", "version", "node_kind", "kind", "entrypoint")
-#: Keys whose value the server parses as a string.
-STRING_KEYS = (
-    "id",
-    "name",
-    "version",
-    "node_kind",
-    "kind",
-    "entrypoint",
-    "description",
-    "license",
-    "license_url",
-    "homepage",
-    "repository",
-)
 
 TEMPLATE_NAME = "plugin.yml.j2"
 
@@ -98,8 +58,10 @@ def generate_manifest(
     origin_path: Path,
     entrypoint: str,
     crate: CrateInfo | None,
+    rule_overrides: Mapping[str, str] | None = None,
 ) -> GeneratedManifest:
-    """Assemble the installed manifest for one plugin; raise on anything the server would refuse."""
+    """Assemble the installed manifest for one plugin; raise on anything the checker would grade
+    an error (after `rule_overrides`, the `plugins.rules` setting) or the server cannot parse."""
     warnings: list[PackagingError] = []
     data: dict[str, Any] = {k: v for k, v in source_data.items() if v is not None}
     if "repository" not in data and "repo" in data:
@@ -113,7 +75,7 @@ def generate_manifest(
         problem = relative_path_problem(declared_entry)
         if problem:
             raise PackagingError(
-                "manifest-unsafe-entrypoint",
+                "manifest-entrypoint-unsafe",
                 f"`entrypoint` {declared_entry!r} {problem}",
                 origin_path,
                 hint=f"name the library file inside the bundle, e.g. `entrypoint: {entrypoint}`",
@@ -135,7 +97,7 @@ def generate_manifest(
     data.setdefault("kind", "native")
     data.setdefault("schema_version", 1)
     manifest = {key: data[key] for key in SERVER_KEYS if key in data}
-    validate_manifest(manifest, origin_path)
+    refuse_invalid_manifest(manifest, origin_path, rule_overrides or {})
     return GeneratedManifest(manifest, origin, tuple(warnings))
 
 
@@ -158,98 +120,26 @@ def _fill_from_crate(
         )
 
 
-def validate_manifest(data: Mapping[str, Any], path: Path) -> None:
-    """Refuse a manifest the server's `PluginManifest` parse would refuse, or that is unsafe on disk."""
-    for key in REQUIRED_KEYS:
-        if key not in data:
-            hint = (
-                'add `version: "X.Y.Z"` or a [package] version in Cargo.toml'
-                if key == "version"
-                else None
-            )
-            raise PackagingError("manifest-key-missing", f"has no `{key}`", path, hint=hint)
-    for key in STRING_KEYS:
-        value = data.get(key)
-        if value is not None and not isinstance(value, str):
-            hint = None
-            if key == "version":
-                hint = (
-                    f"YAML read the unquoted version as the {type(value).__name__} {value!r}; "
-                    'quote a full SemVer version, e.g. `version: "0.10.0"`'
-                )
-            raise PackagingError(
-                "manifest-wrong-type",
-                f"`{key}` must be a string, not {type(value).__name__} {value!r}",
-                path,
-                hint=hint,
-            )
-    if data["kind"] != "native":
-        raise PackagingError(
-            "manifest-bad-kind",
-            f"`kind` is {data['kind']!r}; this tool installs `native` plugins",
-            path,
+def refuse_invalid_manifest(
+    data: Mapping[str, Any], path: Path, rule_overrides: Mapping[str, str]
+) -> None:
+    """Raise one error naming every problem of `data` that the checker grades an error, or that
+    makes the server's parse drop the file (no setting makes such a manifest load)."""
+    refused = [
+        RULES[problem.code].finding(
+            Violation(problem.code, path, problem.details, key=problem.key), "error"
         )
-    for key in ("id", "version"):
-        problem = path_component_problem(data[key])
-        if problem:
-            raise PackagingError("manifest-unsafe-name", f"`{key}` {data[key]!r} {problem}", path)
-    if not is_semver(data["version"]):
+        for problem in manifest_problems(data)
+        if problem.fatal or effective_severity(problem.code, rule_overrides) == "error"
+    ]
+    if len(refused) == 1:
+        raise PackagingError(refused[0].code, refused[0].message, path, hint=refused[0].hint)
+    if refused:
+        listed = "; ".join(f"({n}) {f.message}" for n, f in enumerate(refused, 1))
+        hints = "; ".join(f"({n}) {f.hint}" for n, f in enumerate(refused, 1))
         raise PackagingError(
-            "manifest-bad-version",
-            f"`version` {data['version']!r} is not SemVer (MAJOR.MINOR.PATCH[-pre][+build])",
-            path,
-            hint='write e.g. version: "0.1.0"',
+            "manifest-invalid", f"has {len(refused)} problems: {listed}", path, hint=hints
         )
-    if not data["node_kind"] or "::" in data["node_kind"]:
-        raise PackagingError(
-            "manifest-bad-node-kind",
-            f"`node_kind` {data['node_kind']!r} must be a bare kind, not empty and without '::'",
-            path,
-            hint="the server adds the `plugin::native::` prefix itself",
-        )
-    problem = relative_path_problem(data["entrypoint"])
-    if problem:
-        raise PackagingError("manifest-unsafe-entrypoint", f"`entrypoint` {problem}", path)
-    if "schema_version" in data and (
-        not isinstance(data["schema_version"], int) or isinstance(data["schema_version"], bool)
-    ):
-        raise PackagingError("manifest-wrong-type", "`schema_version` must be an integer", path)
-    for key in ("models", "assets"):
-        if key in data and not isinstance(data[key], list):
-            raise PackagingError("manifest-wrong-type", f"`{key}` must be a list", path)
-    if "compatibility" in data and not isinstance(data["compatibility"], Mapping):
-        raise PackagingError("manifest-wrong-type", "`compatibility` must be a mapping", path)
-    for key in SERVER_KEYS:
-        if key in data:
-            _check_writable(data[key], key, path)
-
-
-#: Deeper than any real manifest (models[].file_checksums is three levels down).
-MAX_VALUE_DEPTH = 32
-
-
-def _check_writable(value: Any, key: str, path: Path, depth: int = 0) -> None:
-    """Refuse a value the installed file cannot hold: text with surrogates (a YAML escape such as
-    "\\udcff" reads as one, and the server's UTF-8 strings cannot), or absurd nesting."""
-    if depth > MAX_VALUE_DEPTH:
-        raise PackagingError(
-            "manifest-too-deep", f"`{key}` nests too deeply to be a manifest value", path
-        )
-    if isinstance(value, str):
-        if not is_unicode_text(value):
-            raise PackagingError(
-                "manifest-not-unicode",
-                f"`{key}` holds {value!a}, which is not valid Unicode text",
-                path,
-                hint="write the characters themselves; a \\u escape of a lone surrogate is not text",
-            )
-    elif isinstance(value, Mapping):
-        for item_key, item in value.items():
-            _check_writable(item_key, key, path, depth + 1)
-            _check_writable(item, key, path, depth + 1)
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        for item in value:
-            _check_writable(item, key, path, depth + 1)
 
 
 def render_manifest(manifest: GeneratedManifest, template_path: Path | None = None) -> str:

@@ -21,9 +21,9 @@ from plugin_packaging.tasks.common import (
 )
 
 if TYPE_CHECKING:
-    from plugin_packaging.check.library import Target
     from plugin_packaging.check.run import CheckReport
     from plugin_packaging.settings import Settings
+    from plugin_packaging.target import Target
 
 
 @task(
@@ -57,9 +57,9 @@ def check_plugins_native(
 
     Rules can be re-graded or ignored per code in invoke.yaml: `plugins.rules: {CODE: warning}`.
     """
-    from plugin_packaging.check.library import Target
     from plugin_packaging.check.report import FORMATS, render
     from plugin_packaging.errors import PackagingError
+    from plugin_packaging.target import Target
 
     output_format = checked_format(format, FORMATS)
     if probe_timeout <= 0:
@@ -71,7 +71,7 @@ def check_plugins_native(
     settings = settings_for(c, root, plugins_dir=plugins_dir, platform=platform)
     if list_rules:
         from plugin_packaging.check.report import render_rules
-        from plugin_packaging.rules.loader import validate_overrides
+        from plugin_packaging.rules.table import validate_overrides
 
         print(render_rules(validate_overrides(settings.rules)))
         return

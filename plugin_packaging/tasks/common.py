@@ -211,9 +211,9 @@ def check_and_print(settings: Settings, bundles: Collection[str] | None) -> bool
     `bundles` names what changed (None: everything), so a re-run that changed nothing opens no
     library. The target platform is the one the task installed for, not necessarily the host.
     """
-    from plugin_packaging.check.library import Target
     from plugin_packaging.check.run import check_plugins_dir
     from plugin_packaging.install.report import render_check_summary
+    from plugin_packaging.target import Target
 
     result = check_plugins_dir(
         settings.plugins_dir,

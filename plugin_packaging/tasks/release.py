@@ -126,10 +126,10 @@ def verify_plugin_bundles(
     the loader's rules, RUNPATH, vendored dependencies, and no CUDA in a CPU bundle. Exit status
     0 when nothing is at error level, 1 when something is, 2 for usage errors.
     """
-    from plugin_packaging.check.library import Target
     from plugin_packaging.release.archive import ArchiveLimits
     from plugin_packaging.release.report import FORMATS, render_verification
     from plugin_packaging.release.verify import verify_bundles
+    from plugin_packaging.target import Target
 
     output_format = checked_format(format, FORMATS)
     settings = settings_for(c, root, platform=platform, public_key=public_key)

@@ -355,7 +355,7 @@ C.add(
     "version-not-semver",
     '`version: "1.0"`',
     lambda s: s.manifest(version="1.0"),
-    **source_error("manifest-bad-version", ALPHA_MANIFEST),
+    **source_error("manifest-version-not-semver", ALPHA_MANIFEST),
 )
 C.add(
     "version-dotdot",
@@ -379,13 +379,13 @@ C.add(
     "node-kind-colons",
     "`node_kind: plugin::native::x`",
     lambda s: s.manifest(node_kind="plugin::native::x"),
-    **source_error("manifest-bad-node-kind", ALPHA_MANIFEST),
+    **source_error("manifest-node-kind", ALPHA_MANIFEST),
 )
 C.add(
     "kind-uppercase",
     "`kind: NATIVE`",
     lambda s: s.manifest(kind="NATIVE"),
-    **source_error("manifest-bad-kind", ALPHA_MANIFEST),
+    **source_error("manifest-kind", ALPHA_MANIFEST),
 )
 C.add(
     "models-not-list",
@@ -436,19 +436,19 @@ C.add(
     "entrypoint-dotdot",
     "`entrypoint: ../libalpha.so` (same stem as the artifact)",
     lambda s: s.manifest(entrypoint="../libalpha.so"),
-    **source_error("manifest-unsafe-entrypoint", ALPHA_MANIFEST),
+    **source_error("manifest-entrypoint-unsafe", ALPHA_MANIFEST),
 )
 C.add(
     "entrypoint-absolute",
     "`entrypoint: /usr/lib/libalpha.so`",
     lambda s: s.manifest(entrypoint="/usr/lib/libalpha.so"),
-    **source_error("manifest-unsafe-entrypoint", "relative", ALPHA_MANIFEST),
+    **source_error("manifest-entrypoint-unsafe", "relative", ALPHA_MANIFEST),
 )
 C.add(
     "entrypoint-nul",
     "`entrypoint` holds a NUL",
     lambda s: s.manifest(entrypoint="lib\x00alpha.so"),
-    **source_error("manifest-unsafe-entrypoint", "NUL", ALPHA_MANIFEST),
+    **source_error("manifest-entrypoint-unsafe", "NUL", ALPHA_MANIFEST),
 )
 C.add(
     "entrypoint-whitespace",
@@ -817,7 +817,7 @@ C.add(
     check=Expect(1, ("manifest-unparseable", "native/alpha/plugin.yml", "UTF-8")),
 )
 C.add(
-    "bundle-manifest-unsafe-entrypoint",
+    "bundle-manifest-entrypoint-unsafe",
     "an installed plugin.yml says `entrypoint: ../../../outside/x.so`",
     group=_P,
     build=lambda s: s.write(

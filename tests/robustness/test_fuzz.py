@@ -1,7 +1,7 @@
 """Property tests: whatever the input, the readers and writers end in a value or a PackagingError.
 
 - `yamlio` on arbitrary text and arbitrary bytes (through a real file);
-- `manifest.generate_manifest` / `validate_manifest` / `render_manifest` on arbitrary mappings:
+- `plugin_yml.generate_manifest` / `contract.manifest.manifest_problems` / `render_manifest` on arbitrary mappings:
   either a clear refusal, or a plugin.yml that is UTF-8, loads back to exactly the data it was
   made from, and that the checker's own reader (`manifest_rules.read_manifest`) accepts;
 - the checker over a bundle whose library is a real library with random damage
@@ -27,13 +27,10 @@ from fixturelib import NativeLibraries
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from plugin_packaging.check.manifest import read_manifest
+from plugin_packaging.contract.manifest import SERVER_KEYS, manifest_problems
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.sources.plugin_yml import (
-    SERVER_KEYS,
-    generate_manifest,
-    render_manifest,
-    validate_manifest,
-)
+from plugin_packaging.sources.plugin_yml import generate_manifest, render_manifest
 
 WATCHDOG_SECONDS = 10
 
@@ -186,10 +183,8 @@ def test_any_mapping_gives_a_refusal_or_a_manifest_that_reads_back_exactly(
     # The server reads it into Rust strings, which hold Unicode scalar values only: an escaped
     # lone surrogate ("\ud800") loads in Python but fails the server's parse.
     assert _only_unicode_text(loaded), text
-    validate_manifest(loaded, origin)  # what was written validates again
+    assert manifest_problems(loaded) == ()  # what was written validates again
     # The checker reads what the installer wrote, and the server's parse must accept it.
-    from plugin_packaging.check.manifest import read_manifest
-
     path = tmp_path_factory.mktemp("fuzz-manifest") / "plugin.yml"
     path.write_bytes(encoded)
     read = read_manifest(path, "fuzz")
@@ -198,12 +193,10 @@ def test_any_mapping_gives_a_refusal_or_a_manifest_that_reads_back_exactly(
 
 @fuzz(300)
 @given(data=_values)
-def test_validate_manifest_refuses_or_accepts_any_value(data: Any) -> None:
+def test_the_manifest_validator_answers_any_value_with_a_list_of_problems(data: Any) -> None:
     with watchdog():
-        try:
-            validate_manifest(data if isinstance(data, dict) else {"id": data}, Path("plugin.yml"))
-        except PackagingError:
-            pass
+        problems = manifest_problems(data if isinstance(data, dict) else {"id": data})
+    assert all(problem.code for problem in problems)
 
 
 # --- the YAML reader --------------------------------------------------------------------------------

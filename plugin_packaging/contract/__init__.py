@@ -1,29 +1,36 @@
-"""Names the loader and the marketplace care about: library files, safe path components, SemVer.
+"""StreamKit's contract with a native plugin: the names its loader and marketplace look for.
 
-Everything here is pure string logic, shared by discovery, installation, checking and packaging,
-so that "is this a library?" or "is this id safe on disk?" has exactly one answer in the tool.
+The bottom of the stack: discovery, installation, checking and packaging all ask here, so that
+"is this a library?", "which manifest does the loader read?" or "is this id safe on disk?" has
+exactly one answer in the tool. Beside it: `contract.manifest` (the `plugin.yml` schema and its
+one validator) and `contract.semver` (versions). Pure string logic; nothing here touches disk.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Literal
 
-Platform = Literal["linux", "macos", "windows"]
-PLATFORMS: tuple[Platform, ...] = ("linux", "macos", "windows")
+from plugin_packaging.target import Platform
+
+#: The exported function every native plugin library must define (native-loader.md, section 5).
+ENTRY_SYMBOL = "streamkit_native_plugin_api"
+
+#: The manifest installed beside a library, and the name bundle and release tooling expect (N9).
+MANIFEST_NAME = "plugin.yml"
+#: Where a plugin's source declares it, in the order discovery prefers them (`marketplace.yml`
+#: is StreamKit's deprecated name, still read with a warning).
+SOURCE_MANIFEST_NAMES = (MANIFEST_NAME, "plugin.yaml", "marketplace.yml")
 
 #: Extensions the server's `is_native_lib` accepts; compared case-sensitively, like Rust's.
 LIBRARY_EXTENSIONS = ("so", "dylib", "dll")
 
-_PLATFORM_EXTENSION: dict[str, str] = {"linux": "so", "macos": "dylib", "windows": "dll"}
-
-# SemVer 2.0.0, the regular expression the specification itself recommends.
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
+#: The extension a cdylib gets on each platform.
+PLATFORM_LIBRARY_EXTENSION: dict[Platform, str] = {
+    "linux": "so",
+    "macos": "dylib",
+    "windows": "dll",
+}
 
 #: Longest file name an upload accepts; also a sane cap for ids and versions on disk.
 MAX_NAME_BYTES = 255
@@ -45,7 +52,7 @@ def is_native_library_name(name: str) -> bool:
 
 def library_file_name(stem: str, platform: Platform) -> str:
     """Platform naming of a cdylib: `lib<stem>.so`, `lib<stem>.dylib`, `<stem>.dll`."""
-    extension = _PLATFORM_EXTENSION[platform]
+    extension = PLATFORM_LIBRARY_EXTENSION[platform]
     prefix = "" if platform == "windows" else "lib"
     return f"{prefix}{stem}.{extension}"
 
@@ -54,6 +61,23 @@ def library_stem(file_name: str) -> str:
     """The cargo library name behind a file name: `libaac_encoder.so` -> `aac_encoder`."""
     stem = PurePosixPath(file_name).stem
     return stem[3:] if stem.startswith("lib") and len(stem) > 3 else stem
+
+
+def manifest_names(library_name: str) -> tuple[str, ...]:
+    """The loader's N9 lookup order next to a library, first found and parsed wins.
+
+    `<stem>` is the library's stem with one leading `lib` removed (`libfoo.so` -> `foo`; the
+    loader strips `lib` even when nothing follows it, unlike `library_stem`).
+    """
+    stem = PurePosixPath(library_name).stem
+    stem = stem[3:] if stem.startswith("lib") else stem
+    return (
+        MANIFEST_NAME,
+        "plugin.yaml",
+        f"{stem}.plugin.yml",
+        f"{stem}.plugin.yaml",
+        "manifest.json",
+    )
 
 
 def path_component_problem(value: object) -> str | None:
@@ -116,8 +140,3 @@ def is_unicode_text(value: str) -> bool:
     UTF-8 strings can hold, nor can it be written into a UTF-8 file.
     """
     return _SURROGATE.search(value) is None
-
-
-def is_semver(value: object) -> bool:
-    """True for a SemVer 2.0.0 version string (`MAJOR.MINOR.PATCH[-pre][+build]`)."""
-    return isinstance(value, str) and SEMVER.match(value) is not None
