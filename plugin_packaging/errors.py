@@ -7,6 +7,7 @@ bug in this tool, never a user mistake.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -38,6 +39,32 @@ class PackagingError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+def from_os_error(
+    exc: OSError,
+    path: Path,
+    doing: str,
+    *,
+    writable: str = "the plugin directory (or pass --plugins-dir)",
+    kept: str = "nothing was changed",
+) -> PackagingError:
+    """An operating system failure while `doing` something to `path`, said as a user error.
+
+    The hint follows from the errno: a full disk, a read-only or forbidden `writable` place, a
+    directory where a file belongs; `kept` says what is still as it was.
+    """
+    hint = None
+    if exc.errno == errno.ENOSPC:
+        hint = f"free some disk space and run again; {kept}"
+    elif exc.errno == errno.EROFS:
+        hint = f"{writable.split(' (')[0]} is on a read-only file system; {kept}"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        hint = f"make {writable} writable; {kept}"
+    elif exc.errno == errno.EISDIR:
+        hint = f"remove the directory in its place (`rm -r {path}`); {kept}"
+    where = Path(exc.filename) if isinstance(exc.filename, str) and exc.filename else path
+    return PackagingError("io-error", f"could not {doing}: {exc.strerror or exc}", where, hint=hint)
 
 
 def display_path(path: Path) -> str:

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from plugin_packaging.contract import SOURCE_MANIFEST_NAMES
 from plugin_packaging.install.run import install_plugins
 from plugin_packaging.settings import Settings
-from plugin_packaging.sources.scan import SOURCE_MANIFEST_NAMES, find_source_manifests, scan_sources
+from plugin_packaging.sources.scan import find_source_manifests, scan_sources
 
 
 def _touch(path: Path, text: str = "id: x\n") -> None:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from plugin_packaging.errors import PackagingError
+from plugin_packaging.errors import PackagingError, from_os_error
 
 LOCK_FILE = "lock"
 #: Directories inside the state directory that writers fill and empty.
@@ -60,7 +60,7 @@ class DirectoryLock:
                 time.sleep(0.05)
             except OSError as exc:
                 os.close(fd)
-                raise _io_error(exc, self.path, "lock the plugin directory") from None
+                raise from_os_error(exc, self.path, "lock the plugin directory") from None
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -89,14 +89,14 @@ def claim_state_dir(state_dir: Path) -> None:
     except FileExistsError:
         pass  # created by a run that started at the same moment
     except OSError as exc:
-        raise _io_error(exc, state_dir, "create the bookkeeping directory") from None
+        raise from_os_error(exc, state_dir, "create the bookkeeping directory") from None
     for path in (state_dir, *(state_dir / name for name in PRIVATE_DIRECTORIES)):
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
             continue  # created by the writer when it needs it
         except OSError as exc:
-            raise _io_error(exc, path, "look at the bookkeeping directory") from None
+            raise from_os_error(exc, path, "look at the bookkeeping directory") from None
         if stat.S_ISLNK(mode):
             raise PackagingError(
                 "state-dir-unsafe",
@@ -127,7 +127,7 @@ def _open_lock_file(path: Path) -> int:
                 path,
                 hint=f"remove it (`rm {path}`); the next run recreates it",
             ) from None
-        raise _io_error(exc, path, "open the lock file") from None
+        raise from_os_error(exc, path, "open the lock file") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise PackagingError(
@@ -137,21 +137,3 @@ def _open_lock_file(path: Path) -> int:
             hint=f"remove it (`rm {path}`); the next run recreates it",
         )
     return fd
-
-
-def _io_error(exc: OSError, path: Path, doing: str) -> PackagingError:
-    """An OS failure while claiming the state directory, with what it means for the user."""
-    reason = exc.strerror or str(exc)
-    if exc.errno == errno.EROFS:
-        hint = "the plugin directory is on a read-only file system; nothing was changed"
-    elif exc.errno in (errno.EACCES, errno.EPERM):
-        hint = "make the plugin directory writable (or pass --plugins-dir); nothing was changed"
-    elif exc.errno == errno.ENOSPC:
-        hint = "free some disk space and run again; nothing was changed"
-    elif exc.errno == errno.EISDIR:
-        hint = (
-            f"remove the directory in its place (`rm -r {path}`); the next run recreates the file"
-        )
-    else:
-        hint = None
-    return PackagingError("io-error", f"could not {doing}: {reason}", path, hint=hint)

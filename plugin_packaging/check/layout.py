@@ -124,6 +124,12 @@ def read_plugin_tree(plugins_dir: Path) -> PluginTree:
     )
 
 
+def read_bundle(path: Path, name: str) -> Bundle:
+    """One bundle directory on its own, as the loader will see it under `native/<name>/` (a staged
+    bundle is checked this way before it is swapped in)."""
+    return _read_bundle(Entry(name, path, is_dir=True, is_file=False, is_symlink=False))
+
+
 def _scan(directory: Path) -> list[Entry]:
     try:
         with os.scandir(directory) as scan:

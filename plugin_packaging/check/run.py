@@ -27,6 +27,7 @@ from plugin_packaging.check.layout import (
     PluginTree,
     loader_order,
     near_miss,
+    read_bundle,
     read_plugin_tree,
 )
 from plugin_packaging.check.library import LibraryVerdict, check_library
@@ -45,7 +46,7 @@ from plugin_packaging.check.manifest import (
     read_manifest,
 )
 from plugin_packaging.check.records import ActiveRecord, is_record_name, read_active_record
-from plugin_packaging.contract import manifest_names, path_component_problem
+from plugin_packaging.contract import MANIFEST_NAME, manifest_names, path_component_problem
 from plugin_packaging.errors import PackagingError, display_path
 from plugin_packaging.rules.model import Finding, FindingTally, Violation
 from plugin_packaging.rules.table import graded, validate_overrides
@@ -166,6 +167,39 @@ def check_plugins_dir(
         probed=probe,
         checked_bundles=checked,
     )
+
+
+def check_bundle_directory(
+    directory: Path,
+    name: str,
+    *,
+    target: Target,
+    root: Path,
+    rule_overrides: Mapping[str, str] | None = None,
+    shown_as: Path | None = None,
+) -> tuple[Finding, ...]:
+    """The per-bundle rules (layout inside it, manifest, library) over one bundle directory that
+    is not in native/ yet: a staged install, or a release bundle before it is packed.
+
+    `name` is the directory name it will have under native/; findings name their files under
+    `shown_as` (where they will be) instead of `directory` when given. Rules across plugins
+    (duplicate kinds, asset types) need the whole tree and are left to `check_plugins_dir`.
+    """
+    overrides = validate_overrides(rule_overrides or {})
+    bundle = read_bundle(directory, name)
+    tree = PluginTree(directory.parent, (), (bundle,), (), has_native=True, has_active=False)
+    run = _CheckRun(tree, target, DependencyResolver(cwd=root.absolute()), root.absolute(), True)
+    findings = graded(list(_inspect_bundle(bundle, run, True).violations), overrides)
+    if shown_as is None:
+        return findings
+    return tuple(replace(f, path=_moved(f.path, directory, shown_as)) for f in findings)
+
+
+def _moved(path: Path, old: Path, new: Path) -> Path:
+    try:
+        return new / path.relative_to(old)
+    except ValueError:
+        return path
 
 
 @dataclass(frozen=True)
@@ -418,10 +452,14 @@ def _manifest_violations(bundle: Bundle, lookup: ManifestLookup) -> list[Violati
     if used is None:
         return out
     position = lookup.found.index(used)
-    if used.path.name != "plugin.yml":
+    if used.path.name != MANIFEST_NAME:
         failed = [read.path.name for read in lookup.found[:position]]
-        reason = "plugin.yml does not parse" if "plugin.yml" in failed else "there is no plugin.yml"
-        others = [name for name in failed if name != "plugin.yml"]
+        reason = (
+            f"{MANIFEST_NAME} does not parse"
+            if MANIFEST_NAME in failed
+            else f"there is no {MANIFEST_NAME}"
+        )
+        others = [name for name in failed if name != MANIFEST_NAME]
         if others:
             reason += f", and {', '.join(others)} {'does' if len(others) == 1 else 'do'} not parse"
         out.append(
@@ -572,7 +610,7 @@ def _probe(
         if candidate.source == "active":
             declared_in, key = f"active record {candidate.record}", "node_kind"
         else:
-            shown = display_path(candidate.manifest) if candidate.manifest else "plugin.yml"
+            shown = display_path(candidate.manifest) if candidate.manifest else MANIFEST_NAME
             declared_in, key = shown, "node_kind"
         found, kind = probe_violations(
             result,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from plugin_packaging.contract import is_native_library_name, library_stem
+from plugin_packaging.contract import MANIFEST_NAME, is_native_library_name, library_stem
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.settings import Settings
 
@@ -223,11 +223,11 @@ def _foreign_bundle(bundle: Path, orphaned: bool) -> ListedPlugin:
     detail = "no source in this checkout declares it"
     if orphaned:
         detail = "installed earlier by copy-plugins-native; its source is gone (--prune removes it)"
-    if (bundle / "plugin.yml").is_file():
+    if (bundle / MANIFEST_NAME).is_file():
         from plugin_packaging._fs.yamlio import load_yaml_file
 
         try:
-            loaded = load_yaml_file(bundle / "plugin.yml")
+            loaded = load_yaml_file(bundle / MANIFEST_NAME)
             manifest = loaded if isinstance(loaded, Mapping) else {}
         except PackagingError as exc:
             detail = f"its plugin.yml {exc.message}"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from plugin_packaging.contract import (
+    MANIFEST_NAME,
     is_native_library_name,
     library_stem,
     path_component_problem,
@@ -38,7 +39,6 @@ from plugin_packaging.settings import Settings
 from plugin_packaging.sources.scan import PluginSource
 from plugin_packaging.target import PLATFORMS
 
-MANIFEST_NAME = "plugin.yml"
 #: Old per-library manifest names beside a bare library, best first (the loader's lookup order).
 LEGACY_MANIFEST_SUFFIXES = (".plugin.yml", ".plugin.yaml")
 

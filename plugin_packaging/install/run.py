@@ -33,16 +33,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from plugin_packaging._fs.files import open_regular_file
 from plugin_packaging._fs.swap import NEW_MARK, park, recover_staging, remove_entry, swap_in
-from plugin_packaging.errors import PackagingError
+from plugin_packaging.contract import MANIFEST_NAME
+from plugin_packaging.errors import PackagingError, from_os_error
 from plugin_packaging.install.state import InstallState, Signature, file_signature, stat_signature
+from plugin_packaging.rules.model import Finding
 from plugin_packaging.settings import Settings
 from plugin_packaging.sources.artifacts import Artifact, locate_artifact
 from plugin_packaging.sources.scan import PluginSource, SourceScan, scan_sources, select_sources
+from plugin_packaging.target import Target
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-MANIFEST_NAME = "plugin.yml"
 #: The packaged template's file name (`manifest.TEMPLATE_NAME`), repeated here so that a run with
 #: nothing to render does not import the manifest module.
 _TEMPLATE_FILE = "plugin.yml.j2"
@@ -127,18 +129,24 @@ def install_plugins(
     only: Sequence[str] = (),
     dry_run: bool = False,
     require_all: bool = False,
+    force: bool = False,
 ) -> InstallReport:
-    """Install every built plugin (or those named by `only`) into `settings.native_dir`."""
+    """Install every built plugin (or those named by `only`) into `settings.native_dir`.
+
+    Each new bundle is checked in staging before it is swapped in: one the checker grades an
+    error (the loader would refuse it) is not installed and the installed copy is kept, unless
+    `force`, which installs it anyway with a warning saying so.
+    """
     if dry_run:
-        return _run(settings, only=only, dry_run=True, require_all=require_all)
+        return _run(settings, only=only, dry_run=True, require_all=require_all, force=force)
     from plugin_packaging._fs.lock import DirectoryLock
 
     with DirectoryLock(settings.state_dir):
-        return _run(settings, only=only, dry_run=False, require_all=require_all)
+        return _run(settings, only=only, dry_run=False, require_all=require_all, force=force)
 
 
 def _run(
-    settings: Settings, *, only: Sequence[str], dry_run: bool, require_all: bool
+    settings: Settings, *, only: Sequence[str], dry_run: bool, require_all: bool, force: bool
 ) -> InstallReport:
     staging = settings.state_dir / "staging"
     repairs: list[str] = []
@@ -149,7 +157,7 @@ def _run(
     scan = scan_sources(settings, cache=state.sources)
     selected = select_sources(scan, only)
     required = set(only) | ({s.id for s in selected} if require_all else set())
-    actions = _carry_out(settings, selected, state, staging, dry_run, required)
+    actions = _carry_out(settings, selected, state, staging, dry_run, required, force)
     actions += _orphans(settings, scan, state, staging, dry_run) if not only else []
     warnings = list(scan.warnings)
     if not dry_run:
@@ -177,7 +185,12 @@ def _ensure_plugins_dir(settings: Settings) -> None:
         settings.native_dir.mkdir(parents=True, exist_ok=True)
         (settings.state_dir / "staging").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _os_error(exc, settings.plugins_dir, "create the plugin directory") from None
+        raise from_os_error(
+            exc,
+            settings.plugins_dir,
+            "create the plugin directory",
+            kept="the installed plugins were not changed",
+        ) from None
 
 
 def _manifest_paths(scan: SourceScan) -> Iterable[Path]:
@@ -194,6 +207,7 @@ def _carry_out(
     staging: Path,
     dry_run: bool,
     required: set[str],
+    force: bool = False,
 ) -> list[PluginAction]:
     """Plan every plugin, do the work the plan leaves, and return the actions in source order."""
     run_inputs = _RunInputs(template=file_signature(settings.template or _packaged_template()))
@@ -210,7 +224,9 @@ def _carry_out(
             actions[source.id] = outcome
     if work:
         _do_work(settings, work, staging, dry_run)
-        actions.update((w.source.id, _finish(w, state, staging, dry_run)) for w in work)
+        actions.update(
+            (w.source.id, _finish(settings, w, state, staging, dry_run, force)) for w in work
+        )
     return [actions[source.id] for source in sources]
 
 
@@ -268,8 +284,16 @@ def _do_work(settings: Settings, work: list[_Work], staging: Path, dry_run: bool
                 item.error = item.error or exc
 
 
-def _finish(item: _Work, state: InstallState, staging: Path, dry_run: bool) -> PluginAction:
-    """Decide what the work came to, and swap the new bundle in when there is one."""
+def _finish(
+    settings: Settings,
+    item: _Work,
+    state: InstallState,
+    staging: Path,
+    dry_run: bool,
+    force: bool = False,
+) -> PluginAction:
+    """Decide what the work came to, and swap the new bundle in when there is one and the
+    checker accepts it (or `force`)."""
     source, artifact, manifest = item.source, item.artifact, item.manifest
     if item.error is not None or manifest is None:
         if item.staged is not None:
@@ -293,17 +317,64 @@ def _finish(item: _Work, state: InstallState, staging: Path, dry_run: bool) -> P
         return PluginAction(action=action, **base)
     try:
         staged = _complete_bundle(item, manifest, staging)
+        errors = _staged_errors(settings, item, staged)
+        if errors and not force:
+            remove_entry(staged)
+            raise _refusal(errors, item.target, forced=False)
+        if errors:
+            base["warnings"] = (*manifest.warnings, _refusal(errors, item.target, forced=True))
         try:
             swap_in(staged, item.target)
         except OSError as exc:
             remove_entry(staged)
-            raise _os_error(exc, item.target, "replace the installed bundle") from None
+            raise from_os_error(
+                exc,
+                item.target,
+                "replace the installed bundle",
+                kept="the installed plugins were not changed",
+            ) from None
     except PackagingError as exc:
         return PluginAction(
             source.id, "failed", manifest.version, error=exc, warnings=manifest.warnings
         )
     _remember(state, item, manifest)
     return PluginAction(action=action, **base)
+
+
+def _staged_errors(settings: Settings, item: _Work, staged: Path) -> list[Finding]:
+    """The staged bundle judged by the checker's per-bundle rules, as `native/<id>/` will be
+    (findings name the files there): those graded an error after the settings."""
+    from plugin_packaging.check.run import check_bundle_directory
+
+    findings = check_bundle_directory(
+        staged,
+        item.source.id,
+        target=Target.of(settings.platform),
+        root=settings.root,
+        rule_overrides=settings.rules,
+        shown_as=item.target,
+    )
+    return [f for f in findings if f.severity == "error"]
+
+
+def _refusal(errors: list[Finding], target: Path, *, forced: bool) -> PackagingError:
+    """The checker's errors on a new bundle as one message: why it was not installed (the old
+    copy kept), or, with --force, that it was installed anyway."""
+    listed = "; ".join(f"[{f.code}] {f.message}" for f in errors)
+    if forced:
+        return PackagingError(
+            "installed-despite-errors",
+            f"installed with --force although the loader will refuse it: {listed}",
+            errors[0].path,
+            hint=errors[0].hint,
+        )
+    kept = "the installed copy is kept" if os.path.lexists(target) else "nothing was installed"
+    return PackagingError(
+        "bundle-refused",
+        f"not installed, the loader would refuse it: {listed}; {kept}",
+        errors[0].path,
+        hint=f"{errors[0].hint} (or pass --force to install it anyway)",
+    )
 
 
 def _not_built(
@@ -346,7 +417,12 @@ def _prepare_library(item: _Work, staging: Path, dry_run: bool) -> None:
         shutil.copyfile(item.artifact.path, library)
         os.chmod(library, 0o755)
     except OSError as exc:
-        raise _os_error(exc, item.artifact.path, f"stage {item.source.id}") from None
+        raise from_os_error(
+            exc,
+            item.artifact.path,
+            f"stage {item.source.id}",
+            kept="the installed plugins were not changed",
+        ) from None
     if file_signature(item.artifact.path) != item.inputs["library"]:
         raise PackagingError(
             "artifact-changed-during-copy",
@@ -531,7 +607,12 @@ def _complete_bundle(item: _Work, manifest: _ManifestText, staging: Path) -> Pat
     except OSError as exc:
         if staged is not None:
             remove_entry(staged)
-        raise _os_error(exc, item.target, f"stage {item.source.id}") from None
+        raise from_os_error(
+            exc,
+            item.target,
+            f"stage {item.source.id}",
+            kept="the installed plugins were not changed",
+        ) from None
     return staged
 
 
@@ -643,17 +724,3 @@ def _orphans(
             state.plugins.pop(plugin_id, None)
         actions.append(PluginAction(plugin_id, "remove", detail="no source declares it any more"))
     return actions
-
-
-def _os_error(exc: OSError, path: Path, doing: str) -> PackagingError:
-    import errno
-
-    reason = exc.strerror or str(exc)
-    hint = None
-    if exc.errno == errno.ENOSPC:
-        hint = "free some disk space and run again; the installed plugins were not changed"
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        hint = "make the plugin directory writable (or pass --plugins-dir); nothing was changed"
-    return PackagingError(
-        "io-error", f"could not {doing}: {reason}", Path(exc.filename or path), hint=hint
-    )

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from plugin_packaging.errors import PackagingError
+from plugin_packaging.contract import MANIFEST_NAME
+from plugin_packaging.errors import PackagingError, from_os_error
 from plugin_packaging.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ BUNDLES_DIR = "bundles"
 REGISTRY_DIR = "registry"
 #: Our bookkeeping inside `<out>`: the lock and the staging area.
 STATE_DIR = ".plugin-packaging"
-PLUGIN_MANIFEST = "plugin.yml"
 BUNDLE_MANIFEST = "manifest.json"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Two zstd workers: faster than tar --zstd on two cores, and each worker holds its own window
@@ -333,6 +333,9 @@ def _plan(context: _Context, source: PluginSource) -> _Plan:
         origin_path=source.manifest_path or Path(source.origin),
         entrypoint=artifact.file_name,
         crate=crate,
+        # The checker's manifest rules, graded as settings say: nothing it calls an error is
+        # published (the registry may only be appended to).
+        rule_overrides=settings.rules,
     )
     data = generated.data
     version = generated.version
@@ -413,27 +416,35 @@ _NOT_FOR_RELEASES = frozenset({"library-unreadable", "library-wrong-arch"})
 
 
 def _check_loadable(settings: Settings, library: Artifact) -> None:
-    """Refuse to publish a library the server's loader would skip (the checker's blocking rules).
+    """Refuse to publish a library the server's loader would skip, or that the checker's library
+    rules grade an error after the settings.
 
     Dependencies are left to verify-plugin-bundles, which sees the whole bundle.
     """
     from plugin_packaging.check.library import check_library
-    from plugin_packaging.rules.table import RULES
+    from plugin_packaging.rules.table import RULES, effective_severity
     from plugin_packaging.target import Target
 
     verdict = check_library(library.path, target=Target.of(settings.platform), resolver=None)
     for violation in verdict.violations:
+        if violation.code in _NOT_FOR_RELEASES:
+            continue
         # The rule's own verdict, not this host's: an executable stack that an older glibc here
         # still grants is refused by the glibc of many users (2.41 and later).
         rule = RULES[violation.code]
-        if rule.blocks_load and violation.code not in _NOT_FOR_RELEASES:
-            finding = rule.finding(violation, "error")
-            raise PackagingError(
-                violation.code,
-                f"{finding.message}; the server would not load it, so it is not published",
-                library.path,
-                hint=finding.hint,
-            )
+        if rule.blocks_load:
+            why = "the server would not load it"
+        elif effective_severity(violation.code, settings.rules) == "error":
+            why = "the checker grades it an error"
+        else:
+            continue
+        finding = rule.finding(violation, "error")
+        raise PackagingError(
+            violation.code,
+            f"{finding.message}; {why}, so it is not published",
+            library.path,
+            hint=finding.hint,
+        )
 
 
 def _crate_note(source: PluginSource) -> str:
@@ -560,7 +571,7 @@ def _members(
         ) from None
     members = [
         ArchiveMember(entrypoint, source=artifact.path, executable=True),
-        ArchiveMember(PLUGIN_MANIFEST, data=manifest_text.encode("utf-8")),
+        ArchiveMember(MANIFEST_NAME, data=manifest_text.encode("utf-8")),
         ArchiveMember(BUNDLE_MANIFEST, data=bundle_manifest),
     ]
     taken = {member.name.casefold(): "the bundle's own " + member.name for member in members}
@@ -828,7 +839,13 @@ def _carry_out(
         swap_in(output.bundles, out_dir / BUNDLES_DIR)
         swap_in(output.registry, out_dir / REGISTRY_DIR)
     except OSError as exc:
-        raise _os_error(exc, out_dir, "write the release output") from None
+        raise from_os_error(
+            exc,
+            out_dir,
+            "write the release output",
+            writable="the output directory (or pass --out DIR)",
+            kept="the previous output was not changed",
+        ) from None
     finally:
         remove_entry(staging)
     return written
@@ -987,15 +1004,3 @@ def _write_registry_files(
         output.manifests, previous, registry_base_url=settings.registry_base_url, today=today
     )
     (output.registry / INDEX_FILE).write_bytes(manifest_json_bytes(index))
-
-
-def _os_error(exc: OSError, path: Path, doing: str) -> PackagingError:
-    import errno
-
-    hint = None
-    if exc.errno == errno.ENOSPC:
-        hint = "free some disk space and run again; the previous output was not changed"
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        hint = "make the output directory writable, or pass --out DIR"
-    where = Path(exc.filename or path)
-    return PackagingError("io-error", f"could not {doing}: {exc.strerror or exc}", where, hint=hint)

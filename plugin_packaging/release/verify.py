@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from plugin_packaging import __version__
+from plugin_packaging.contract import MANIFEST_NAME
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.rules.bundle import CUDA_LIBRARY, SYSTEM_LIBRARIES
 from plugin_packaging.rules.model import Finding, FindingTally, Violation
@@ -345,14 +346,14 @@ def _contents(subject: _Subject, out: list[Violation]) -> _Contents | None:
 
     members = set(subject.members)
     plugin_yml = None
-    if "plugin.yml" in members:
-        plugin_yml = read_manifest(subject.unpacked / "plugin.yml", subject.name)
+    if MANIFEST_NAME in members:
+        plugin_yml = read_manifest(subject.unpacked / MANIFEST_NAME, subject.name)
         out.extend(subject.moved(v) for v in plugin_yml.violations)
     else:
         out.append(
             subject.violation(
                 "bundle-manifest-missing",
-                name="plugin.yml",
+                name=MANIFEST_NAME,
                 why=" next to the entry library; the installer writes it from the registry "
                 "manifest, but a bundle installed by hand has no asset types",
             )

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from plugin_packaging.contract import (
+    SOURCE_MANIFEST_NAMES,
     is_native_library_name,
     path_component_problem,
     relative_path_problem,
@@ -24,8 +25,7 @@ from plugin_packaging.errors import PackagingError, display_path
 from plugin_packaging.settings import Settings
 
 #: File names of source manifests, best first; `marketplace.yml` is the deprecated one.
-SOURCE_MANIFEST_NAMES = ("plugin.yml", "plugin.yaml", "marketplace.yml")
-DEPRECATED_MANIFEST_NAME = "marketplace.yml"
+DEPRECATED_MANIFEST_NAME = SOURCE_MANIFEST_NAMES[-1]
 
 
 @dataclass(frozen=True)

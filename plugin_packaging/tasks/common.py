@@ -37,6 +37,8 @@ INSTALL_HELP = {
     "require_all": "fail when a plugin is not built (for CI); by default it is reported and skipped",
     "no_check": "do not check the result against the loader's rules afterwards",
     "prune": "remove bundles this tool installed earlier whose source is gone",
+    "force": "install a plugin even when the checker finds errors in its new bundle (by default "
+    "it is not installed and the installed copy is kept)",
 }
 
 #: Help texts of the options of the tasks that judge libraries against the loader's rules
@@ -191,13 +193,17 @@ def checked_format(output_format: str, formats: Sequence[FormatT]) -> FormatT:
     )
 
 
-def install_and_print(settings: Settings, only: Sequence[str], *, dry_run: bool) -> bool:
+def install_and_print(
+    settings: Settings, only: Sequence[str], *, dry_run: bool, force: bool = False
+) -> bool:
     """Install (see `install_plugins`), print the report, then the checker's verdict unless
     checking is off or this is a dry run; True when a plugin failed or the check did."""
     from plugin_packaging.install.report import render_install
     from plugin_packaging.install.run import install_plugins
 
-    report = install_plugins(settings, only=only, dry_run=dry_run, require_all=settings.require_all)
+    report = install_plugins(
+        settings, only=only, dry_run=dry_run, require_all=settings.require_all, force=force
+    )
     print(render_install(report, settings.native_dir))
     failed = report.failed
     if settings.check and not dry_run:

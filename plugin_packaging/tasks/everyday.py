@@ -97,6 +97,7 @@ def install_plugins_native(
     require_all: bool = False,
     no_check: bool = False,
     prune: bool = False,
+    force: bool = False,
 ) -> None:
     """Build native plugins (release), then install them as copy-plugins-native does.
 
@@ -127,7 +128,7 @@ def install_plugins_native(
             raise Exit("nothing was installed: no plugin built", 1)
     if dry_run:
         print("install plan (from the libraries on disk now; the build above did not run):")
-    if install_and_print(settings, selected, dry_run=dry_run) or built.failed:
+    if install_and_print(settings, selected, dry_run=dry_run, force=force) or built.failed:
         raise Exit(code=1)
 
 

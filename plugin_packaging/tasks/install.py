@@ -35,10 +35,12 @@ def copy_plugins_native(
     no_check: bool = False,
     prune: bool = False,
     jobs: int = 0,
+    force: bool = False,
 ) -> None:
     """Install built native plugins into <plugins-dir>/native/<id>/ with a generated plugin.yml.
 
     Atomic per plugin, idempotent (unchanged plugins are not copied again), stale files removed.
+    A new bundle the loader would refuse is not installed and the old copy is kept (--force).
     """
     settings = settings_for(
         c,
@@ -50,7 +52,7 @@ def copy_plugins_native(
         prune=prune or None,
         check=False if no_check else None,
     )
-    if install_and_print(settings, only or (), dry_run=dry_run):
+    if install_and_print(settings, only or (), dry_run=dry_run, force=force):
         raise Exit(code=1)
 
 
