@@ -20,6 +20,7 @@ from plugin_packaging.contract.semver import is_semver, parse_semver
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.rules.bundle import BUNDLE_RULES
 from plugin_packaging.rules.loader import LOADER_RULES
+from plugin_packaging.rules.model import Violation
 from plugin_packaging.rules.table import RULES
 from plugin_packaging.sources.plugin_yml import generate_manifest
 
@@ -286,3 +287,13 @@ def test_the_package_has_no_import_circles() -> None:
                     seen.add(target)
                     stack.append((target, (*trail, target)))
     assert circles == []
+
+
+def test_findings_show_non_ascii_names_as_they_are_and_escape_control_characters() -> None:
+    # Finding 5: the findings' own `printable` escaped every non-ASCII character, unlike errors'.
+    name = "libcafé\n.so"
+    finding = RULES["bare-library"].finding(
+        Violation("bare-library", Path("native") / name, {"name": name}), "error"
+    )
+    assert finding.message.startswith("libcafé\\n.so lies directly in native/")
+    assert PackagingError("x", name).render() == "error[x]: libcafé\\n.so"

@@ -380,22 +380,9 @@ def _refusal(errors: list[Finding], target: Path, *, forced: bool) -> PackagingE
 def _not_built(
     settings: Settings, source: PluginSource, artifact: Artifact, required: set[str]
 ) -> PluginAction:
-    looked_for = f"looked for {artifact.declared} (from {source.origin}: artifact)"
-    if artifact.problem:
-        error = PackagingError(
-            "artifact-unusable",
-            f"{artifact.problem} ({looked_for})",
-            artifact.path,
-            hint="remove it and rebuild the plugin",
-        )
-        return PluginAction(source.id, "failed", detail=looked_for, error=error)
-    if source.id in required:
-        error = PackagingError(
-            "artifact-missing",
-            f"plugin {source.id} is not built: {looked_for}",
-            artifact.path,
-            hint=f"build it first (e.g. `plugin-packaging build-plugins-native --only {source.id}`)",
-        )
+    looked_for = artifact.looked_for
+    error = artifact.absence_error(required=source.id in required)
+    if error is not None:
         return PluginAction(source.id, "failed", detail=looked_for, error=error)
     installed = settings.native_dir / source.id
     if os.path.lexists(installed):

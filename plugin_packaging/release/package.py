@@ -454,18 +454,10 @@ def _crate_note(source: PluginSource) -> str:
 
 
 def _not_built(context: _Context, source: PluginSource, artifact: Artifact) -> _Plan:
-    looked_for = f"looked for {artifact.declared} (from {source.origin}: artifact)"
-    if artifact.problem or source.id in context.required:
-        error = PackagingError(
-            "artifact-unusable" if artifact.problem else "artifact-missing",
-            f"{artifact.problem} ({looked_for})"
-            if artifact.problem
-            else f"plugin {source.id} is not built: {looked_for}",
-            artifact.path,
-            hint=f"build it first (e.g. `plugin-packaging build-plugins-native --only {source.id}`)",
-        )
-        return _Plan(source.id, "failed", source, detail=looked_for, error=error)
-    return _Plan(source.id, "not-built", source, detail=looked_for)
+    error = artifact.absence_error(required=source.id in context.required)
+    if error is not None:
+        return _Plan(source.id, "failed", source, detail=artifact.looked_for, error=error)
+    return _Plan(source.id, "not-built", source, detail=artifact.looked_for)
 
 
 def _variant_artifact(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from plugin_packaging.contract import library_file_name, library_stem
+from plugin_packaging.errors import PackagingError
 from plugin_packaging.sources.scan import PluginSource
 from plugin_packaging.target import Platform
 
@@ -42,6 +43,31 @@ class Artifact:
     @property
     def size(self) -> int:
         return self.stat.st_size if self.stat else 0
+
+    @property
+    def looked_for(self) -> str:
+        """Where the library was looked for and which declaration says so, for messages."""
+        return f"looked for {self.declared} (from {self.source.origin}: artifact)"
+
+    def absence_error(self, required: bool) -> PackagingError | None:
+        """Why a plugin whose library is not there fails: something unusable has its name, or
+        the plugin was required (`--only`, `--require-all`); None when it is merely not built."""
+        if self.problem:
+            return PackagingError(
+                "artifact-unusable",
+                f"{self.problem} ({self.looked_for})",
+                self.path,
+                hint="remove it and rebuild the plugin",
+            )
+        if required:
+            plugin_id = self.source.id
+            return PackagingError(
+                "artifact-missing",
+                f"plugin {plugin_id} is not built: {self.looked_for}",
+                self.path,
+                hint=f"build it first (e.g. `plugin-packaging build-plugins-native --only {plugin_id}`)",
+            )
+        return None
 
 
 def artifact_path(source: PluginSource, platform: Platform) -> PurePosixPath:
