@@ -56,7 +56,7 @@ def effective_severity(code: str, overrides: Mapping[str, str]) -> Severity | No
     chosen = overrides.get(code, RULES[code].severity)
     if chosen == IGNORE:
         return None
-    return chosen if chosen in SEVERITIES else RULES[code].severity  # type: ignore[return-value]
+    return chosen if chosen in SEVERITIES else RULES[code].severity
 
 
 def graded(violations: list[Violation], overrides: Mapping[str, str]) -> tuple[Finding, ...]:
