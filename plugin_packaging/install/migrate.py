@@ -313,6 +313,7 @@ def _generated_manifest(settings: Settings, source: PluginSource, entrypoint: st
         origin_path=source.manifest_path or Path(source.origin),
         entrypoint=entrypoint,
         crate=crate,
+        rule_overrides=settings.rules,
     )
     return render_manifest(manifest, settings.template)
 

@@ -344,6 +344,7 @@ def _finish(
 def _staged_errors(settings: Settings, item: _Work, staged: Path) -> list[Finding]:
     """The staged bundle judged by the checker's per-bundle rules, as `native/<id>/` will be
     (findings name the files there): those graded an error after the settings."""
+    # Imported here: a run with nothing to install never loads the checker.
     from plugin_packaging.check.run import check_bundle_directory
 
     findings = check_bundle_directory(
@@ -529,6 +530,7 @@ def _render_manifest(settings: Settings, item: _Work) -> _ManifestText:
         origin_path=source.manifest_path or Path(source.origin),
         entrypoint=item.artifact.file_name,
         crate=crate,
+        rule_overrides=settings.rules,
     )
     text = render_manifest(manifest, settings.template)
     return _ManifestText(text, manifest.version, manifest.warnings)
