@@ -177,6 +177,7 @@ def check_bundle_directory(
     root: Path,
     rule_overrides: Mapping[str, str] | None = None,
     shown_as: Path | None = None,
+    resolver: DependencyResolver | None = None,
 ) -> tuple[Finding, ...]:
     """The per-bundle rules (layout inside it, manifest, library) over one bundle directory that
     is not in native/ yet: a staged install, or a release bundle before it is packed.
@@ -184,11 +185,13 @@ def check_bundle_directory(
     `name` is the directory name it will have under native/; findings name their files under
     `shown_as` (where they will be) instead of `directory` when given. Rules across plugins
     (duplicate kinds, asset types) need the whole tree and are left to `check_plugins_dir`.
+    Checking several bundles, pass one `resolver`: it reads the system's library cache once.
     """
     overrides = validate_overrides(rule_overrides or {})
     bundle = read_bundle(directory, name)
     tree = PluginTree(directory.parent, (), (bundle,), (), has_native=True, has_active=False)
-    run = _CheckRun(tree, target, DependencyResolver(cwd=root.absolute()), root.absolute(), True)
+    cwd = root.absolute()
+    run = _CheckRun(tree, target, resolver or DependencyResolver(cwd=cwd), cwd, full=True)
     findings = graded(list(_inspect_bundle(bundle, run, True).violations), overrides)
     if shown_as is None:
         return findings

@@ -45,6 +45,8 @@ from plugin_packaging.target import Target
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from plugin_packaging.binary.dynlinks import DependencyResolver
+
 #: The packaged template's file name (`manifest.TEMPLATE_NAME`), repeated here so that a run with
 #: nothing to render does not import the manifest module.
 _TEMPLATE_FILE = "plugin.yml.j2"
@@ -224,8 +226,9 @@ def _carry_out(
             actions[source.id] = outcome
     if work:
         _do_work(settings, work, staging, dry_run)
+        check = _StagedCheck(settings)
         actions.update(
-            (w.source.id, _finish(settings, w, state, staging, dry_run, force)) for w in work
+            (w.source.id, _finish(check, w, state, staging, dry_run, force)) for w in work
         )
     return [actions[source.id] for source in sources]
 
@@ -285,7 +288,7 @@ def _do_work(settings: Settings, work: list[_Work], staging: Path, dry_run: bool
 
 
 def _finish(
-    settings: Settings,
+    check: _StagedCheck,
     item: _Work,
     state: InstallState,
     staging: Path,
@@ -317,7 +320,7 @@ def _finish(
         return PluginAction(action=action, **base)
     try:
         staged = _complete_bundle(item, manifest, staging)
-        errors = _staged_errors(settings, item, staged)
+        errors = check.errors(item, staged)
         if errors and not force:
             remove_entry(staged)
             raise _refusal(errors, item.target, forced=False)
@@ -341,21 +344,32 @@ def _finish(
     return PluginAction(action=action, **base)
 
 
-def _staged_errors(settings: Settings, item: _Work, staged: Path) -> list[Finding]:
-    """The staged bundle judged by the checker's per-bundle rules, as `native/<id>/` will be
-    (findings name the files there): those graded an error after the settings."""
-    # Imported here: a run with nothing to install never loads the checker.
-    from plugin_packaging.check.run import check_bundle_directory
+class _StagedCheck:
+    """The checker's per-bundle rules over each staged bundle of one run, as `native/<id>/` will
+    be (findings name the files there); the system's library cache is read once per run."""
 
-    findings = check_bundle_directory(
-        staged,
-        item.source.id,
-        target=Target.of(settings.platform),
-        root=settings.root,
-        rule_overrides=settings.rules,
-        shown_as=item.target,
-    )
-    return [f for f in findings if f.severity == "error"]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.resolver: DependencyResolver | None = None
+
+    def errors(self, item: _Work, staged: Path) -> list[Finding]:
+        """What the checker grades an error in the staged bundle, after the settings."""
+        # Imported here: a run with nothing to install never loads the checker.
+        from plugin_packaging.binary.dynlinks import DependencyResolver
+        from plugin_packaging.check.run import check_bundle_directory
+
+        if self.resolver is None:
+            self.resolver = DependencyResolver(cwd=self.settings.root)
+        findings = check_bundle_directory(
+            staged,
+            item.source.id,
+            target=Target.of(self.settings.platform),
+            root=self.settings.root,
+            rule_overrides=self.settings.rules,
+            shown_as=item.target,
+            resolver=self.resolver,
+        )
+        return [f for f in findings if f.severity == "error"]
 
 
 def _refusal(errors: list[Finding], target: Path, *, forced: bool) -> PackagingError:
