@@ -23,7 +23,11 @@ from plugin_packaging.binary import (
     read_library,
 )
 from plugin_packaging.binary.dynlinks import Dependency, DependencyResolver, expand_origin
-from plugin_packaging.contract import ENTRY_SYMBOL, PLATFORM_LIBRARY_EXTENSION
+from plugin_packaging.contract import (
+    ENTRY_DECLARATION_C,
+    ENTRY_SYMBOL,
+    PLATFORM_LIBRARY_EXTENSION,
+)
 from plugin_packaging.rules.model import Violation
 from plugin_packaging.rules.table import blocks_load
 from plugin_packaging.target import Platform, Target
@@ -287,11 +291,7 @@ def _entry_violation(part: LibraryInfo, path: Path, subject: _Subject) -> Violat
                     "macro does it) in a cdylib crate"
                 )
             else:
-                fix = (
-                    'declare it `extern "C"` so it keeps its C name: `extern "C" '
-                    '__attribute__((visibility("default"))) const CNativePluginAPI '
-                    f"*{ENTRY_SYMBOL}(void)`"
-                )
+                fix = f'declare it `extern "C"` so it keeps its C name: `{ENTRY_DECLARATION_C}`'
             return _violation(
                 "entry-symbol-mangled",
                 path,

@@ -2,7 +2,7 @@
 
 Nothing here decides anything or touches the disk; it renders a report made by `check.py`.
 The pieces that fit any findings (a finding with its hint, the counts, the verdict, a workflow
-command) render `verify-plugin-bundles`' report too (`release_report.py`).
+command) render `verify-plugin-bundles`' report too (`release/report.py`).
 Text groups findings by plugin (top of native/, active records, bundles, in the loader's order),
 puts the hint under each finding, and ends with the load plan and a summary. JSON is the
 document described by `schemas/check-report.v1.json`. GitHub output is one `::error` /

@@ -1,7 +1,7 @@
 """Checking a plugin base directory against the loader's rules, without starting a server.
 
 Inspect, then decide, then report: `layout.py` lists the tree, the rule modules judge each bundle
-(`manifest_rules.py`, `library_rules.py`), each active record (`records.py`) and, with a probe,
+(`manifest.py`, `library.py`), each active record (`records.py`) and, with a probe,
 what each library says when loaded in a child process (`probe_rules.py`); `loadplan.py` replays
 the server's start-up over the result. This module wires them together, applies the severity
 settings and returns one `CheckReport`. Nothing here loads plugin code.

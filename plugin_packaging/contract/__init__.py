@@ -15,6 +15,11 @@ from plugin_packaging.target import Platform
 
 #: The exported function every native plugin library must define (native-loader.md, section 5).
 ENTRY_SYMBOL = "streamkit_native_plugin_api"
+#: How C and C++ declare it so that the loader finds it (C name, default visibility).
+ENTRY_DECLARATION_C = (
+    f'extern "C" __attribute__((visibility("default"))) const CNativePluginAPI *{ENTRY_SYMBOL}'
+    "(void)"
+)
 
 #: The manifest installed beside a library, and the name bundle and release tooling expect (N9).
 MANIFEST_NAME = "plugin.yml"

@@ -8,13 +8,13 @@ For each archive in a directory (`*.tar.zst`, `*.tar.gz`, `*.tar`, as the instal
 2. a safe extraction into a temporary directory (`archive.extract_bundle`: no absolute or `..`
    names, no links or devices, no duplicates, a cap on members and unpacked bytes);
 3. what it holds: `plugin.yml` and `manifest.json` that agree, the entry library at `entrypoint`,
-   judged by the checker's own library rules (`library_rules.check_library`) and manifest rules;
+   judged by the checker's own library rules (`check.library.check_library`) and manifest rules;
 4. portability: no absolute RPATH/RUNPATH, every needed library vendored in the bundle and found
    there by the loader, or a system library; no CUDA library in a CPU bundle.
 
-Inspect, then decide, then report: this module produces `Violation`s (rules in `bundle_rules.py`
-and `rules.py`), applies the severity settings and returns one `BundleReport`; rendering lives in
-`release_report.py`. Nothing here loads plugin code.
+Inspect, then decide, then report: this module produces `Violation`s (rules in `rules/bundle.py`
+and `rules/loader.py`), applies the severity settings and returns one `BundleReport`; rendering
+lives in `release/report.py`. Nothing here loads plugin code.
 """
 
 from __future__ import annotations

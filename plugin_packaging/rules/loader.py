@@ -8,13 +8,10 @@ this table with the release-bundle rules (`rules/bundle.py`) into the one `RULES
 
 from __future__ import annotations
 
-from plugin_packaging.contract import ENTRY_SYMBOL
+from plugin_packaging.contract import ENTRY_DECLARATION_C, ENTRY_SYMBOL
 from plugin_packaging.rules.model import LoaderRule
 
-_ENTRY_C = (
-    f'in C/C++: `extern "C" __attribute__((visibility("default"))) const CNativePluginAPI '
-    f"*{ENTRY_SYMBOL}(void)`"
-)
+_ENTRY_C = f"in C/C++: `{ENTRY_DECLARATION_C}`"
 _ENTRY_RUST = (
     f"in Rust: a cdylib using StreamKit's native_plugin_entry! macro, or "
     f'`#[no_mangle] pub extern "C" fn {ENTRY_SYMBOL}()`'
