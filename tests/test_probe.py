@@ -8,6 +8,7 @@ asserted is that a hang is bounded.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,8 +41,6 @@ HANG_TIMEOUT = 1.0
 # A hang must end; how fast is not measured, only that the limit holds at all.
 HANG_BOUND_SECONDS = HANG_TIMEOUT + 30
 MARKER_NAME = "probe-constructor-was-here"
-GRANDCHILD_PID_FILE = "grandchild.pid"
-REPORT_FILE = "constructor-report.txt"
 
 
 def _c_plugin(**defines: str | None) -> Callable[[Path, str], Path]:
@@ -87,17 +86,9 @@ def probe_libs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "ctor_abort": _c_plugin(PROBE_CTOR_ABORT=None),
         "ctor_spin": _c_plugin(PROBE_CTOR_SPIN=None),
         "ctor_exit": _c_plugin(PROBE_CTOR_EXIT="0"),
-        "ctor_fork": _c_plugin(
-            PROBE_CTOR_FORK=c_string_literal(str(root / "ctor_fork" / GRANDCHILD_PID_FILE))
-        ),
-        "ctor_fork_exit": _c_plugin(
-            PROBE_CTOR_FORK=c_string_literal(str(root / "ctor_fork_exit" / GRANDCHILD_PID_FILE)),
-            PROBE_CTOR_EXIT="3",
-        ),
-        "ctor_files": _c_plugin(
-            PROBE_CTOR_WRITE_FILE=None,
-            PROBE_CTOR_REPORT=c_string_literal(str(root / "ctor_files" / REPORT_FILE)),
-        ),
+        "ctor_fork": _c_plugin(PROBE_CTOR_FORK=None),
+        "ctor_fork_exit": _c_plugin(PROBE_CTOR_FORK=None, PROBE_CTOR_EXIT="3"),
+        "ctor_files": _c_plugin(PROBE_CTOR_WRITE_FILE=None, PROBE_CTOR_REPORT=None),
         "ctor_flood": _c_plugin(PROBE_CTOR_FLOOD=None),
         "ctor_scribble": _c_plugin(PROBE_CTOR_SCRIBBLE=None),
         "ctor_close_fds": _c_plugin(PROBE_CTOR_CLOSE_FDS=None),
@@ -126,14 +117,33 @@ def _process_is_gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def _wait_until_gone(pid: int, limit: float = 10.0) -> bool:
-    # SIGKILL is delivered asynchronously: give the kernel a moment to finish the process.
+def processes_mapping(library: Path) -> list[int]:
+    """Live processes (not zombies) that have `library` mapped: what a probe left running."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and not _process_is_gone(int(entry)):
+            try:
+                with open(f"/proc/{entry}/maps", encoding="utf-8", errors="replace") as maps:
+                    if str(library) in maps.read():
+                        found.append(int(entry))
+            except OSError:
+                continue  # gone, or not ours to read
+    return found
+
+
+def wait_until_unmapped(library: Path, limit: float = 10.0) -> list[int]:
+    """The processes still holding `library` after `limit` seconds (none, when all went)."""
+    # SIGKILL is delivered asynchronously: give the kernel a moment to finish the processes.
     deadline = time.monotonic() + limit
-    while not _process_is_gone(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    while (left := processes_mapping(library)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def constructor_report(result: ProbeResult) -> dict[str, str]:
+    """The `name=value;` pairs a reporting constructor put in the kind."""
+    assert result.ok and result.kind is not None, result
+    return dict(item.split("=", 1) for item in result.kind.split(";") if item)
 
 
 def test_good_plugin_reports_its_api_version_and_kind(probe_libs: dict[str, Path]) -> None:
@@ -292,8 +302,7 @@ def test_forked_grandchild_holding_the_pipes_neither_blocks_nor_survives(
     result = probe_library(library)
 
     assert result == ProbeResult(True, 9, "probe_ok", None, None, None)
-    grandchild = int((library.parent / GRANDCHILD_PID_FILE).read_text())
-    assert _wait_until_gone(grandchild), f"grandchild {grandchild} survived the probe"
+    assert wait_until_unmapped(library) == [], "the grandchild survived the probe"
 
 
 def test_exit_with_a_grandchild_holding_the_pipes_still_returns(
@@ -308,31 +317,49 @@ def test_exit_with_a_grandchild_holding_the_pipes_still_returns(
     assert result == ProbeResult(
         False, None, None, "exited with status 3 while loading", PROBE_CRASHED, "load"
     )
-    grandchild = int((library.parent / GRANDCHILD_PID_FILE).read_text())
-    assert _wait_until_gone(grandchild), f"grandchild {grandchild} survived the probe"
+    assert wait_until_unmapped(library) == [], "the grandchild survived the probe"
 
 
-def test_constructor_runs_confined_in_a_scratch_directory_that_is_removed(
+def test_constructor_runs_confined_in_a_private_scratch_directory(
     probe_libs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     library = probe_libs["ctor_files"]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PROBE_TEST_SECRET", "leaked")
+    temporary = set(os.listdir(tempfile.gettempdir()))
 
-    assert probe_library(library, timeout=3.0).ok
+    report = constructor_report(probe_library(library, timeout=3.0))
 
-    assert not (tmp_path / MARKER_NAME).exists()
-    report = dict(
-        line.split("=", 1) for line in (library.parent / REPORT_FILE).read_text().splitlines()
-    )
-    scratch = Path(report["cwd"])
-    assert scratch != tmp_path and not scratch.exists()
-    assert report["home"] == report["cwd"]
+    assert report["marker"] == "1"  # the scratch directory is writable...
+    assert not (tmp_path / MARKER_NAME).exists()  # ...and private
+    assert set(os.listdir(tempfile.gettempdir())) <= temporary
+    assert report["cwd"] == report["home"] == report["tmpdir"] == probe_module.SCRATCH_DIR
     assert report["secret"] == ""  # the caller's environment stays behind
+    # In its own PID namespace: its parent is bubblewrap's init there, not this process.
+    assert report["ppid"] == "1"
+    assert int(report["core"]) == 0
+    assert 0 < int(report["data"]) <= 2 << 30
+    assert 0 < int(report["cpu"]) <= int(3.0 * (os.cpu_count() or 1)) + 2
+    assert 0 < int(report["fsize"]) <= probe_child.FILE_SIZE_LIMIT_BYTES
+
+
+def test_weaker_mode_still_confines_to_a_scratch_directory_that_is_removed(
+    probe_libs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(probe_module.BWRAP_ENVIRONMENT, probe_module.BWRAP_NONE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROBE_TEST_SECRET", "leaked")
+
+    report = constructor_report(probe_library(probe_libs["ctor_files"], timeout=3.0))
+
+    scratch = Path(report["cwd"])
+    assert report["marker"] == "1"
+    assert scratch != tmp_path and not scratch.exists()
+    assert report["home"] == report["tmpdir"] == report["cwd"]
+    assert report["secret"] == ""
+    assert report["ppid"] == str(os.getpid())  # what the namespaces take away
     assert (report["session_leader"], report["group_leader"]) == ("1", "1")
     assert int(report["core"]) == 0
-    assert int(report["data"]) <= 2 << 30
-    assert int(report["cpu"]) <= int(3.0 * (os.cpu_count() or 1)) + 2
 
 
 def test_ten_megabytes_on_stdout_and_stderr_do_not_disturb_the_report(

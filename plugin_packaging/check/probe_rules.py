@@ -18,6 +18,30 @@ from plugin_packaging.rules.model import Violation
 API_VERSIONS = range(6, 10)
 
 
+class ProbeSandbox(Protocol):
+    """The part of `probe.Sandbox` this module reads."""
+
+    @property
+    def mode(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def confined(self) -> bool: ...
+
+
+def sandbox_violations(box: ProbeSandbox, where: Path) -> list[Violation]:
+    """`probe-not-sandboxed` when the probes ran without namespaces; `where` is the tree probed."""
+    if box.confined:
+        return []
+    return [
+        Violation(
+            "probe-not-sandboxed",
+            where,
+            {"mode": box.mode, "reason": box.reason or "namespaces are not available"},
+        )
+    ]
+
+
 class ProbeAnswer(Protocol):
     """The part of `probe.ProbeResult` this module reads."""
 

