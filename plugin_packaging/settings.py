@@ -51,6 +51,18 @@ DEFAULTS: dict[str, Any] = {
     # so that INVOKE_PLUGINS_CARGO_ARGS="--offline --locked" works; invoke cannot cast a list).
     "build_commands": {},
     "cargo_args": None,
+    # Environment variables set for one plugin's build, by plugin id; `VAR: null` unsets one
+    # given here. StreamKit's release builds (scripts/marketplace/build_official_plugins.sh) pin
+    # whisper to a portable x86-64 baseline: whisper.cpp's ggml otherwise compiles for the build
+    # machine's CPU (-march=native), and the published library would crash with SIGILL on older
+    # ones; SOURCE_DATE_EPOCH also turns ggml's native default off.
+    "build_env": {
+        "whisper": {
+            "SOURCE_DATE_EPOCH": "1",
+            "CFLAGS": "-O3 -pipe -fPIC -march=x86-64 -mtune=generic",
+            "CXXFLAGS": "-O3 -pipe -fPIC -march=x86-64 -mtune=generic",
+        },
+    },
     # Releases (package-plugins-native, verify-plugin-bundles). Paths are relative to the root.
     # The URLs are StreamKit's own: its release tags and the registry its docs site serves.
     "dist_dir": "dist",
@@ -61,6 +73,12 @@ DEFAULTS: dict[str, Any] = {
     "public_key": None,
     "signing_password_env": "MINISIGN_PASSWORD",
     "accelerators": None,
+    # A release fails when an official plugin (or variant) it should hold is not built, unless
+    # this is set (`--allow-missing`): then the built ones are released on purpose.
+    "allow_missing": False,
+    # A variant pass of a distributed release (`--variants-only`): package only the
+    # `--accelerator` builds, no CPU bundles; `merge-plugin-registries` joins it with the CPU pass.
+    "variants_only": False,
     # YYYY-MM-DD for new registry versions; default: today in UTC.
     "published_at": None,
     # What verify-plugin-bundles lets one bundle unpack to before refusing it (default 4 GiB and
@@ -91,6 +109,8 @@ class Settings:
     build_commands: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
     #: Appended to every `cargo build` (e.g. `--offline`, `--locked`).
     cargo_args: tuple[str, ...] = ()
+    #: plugin id -> environment variables for its build (None unsets a variable).
+    build_env: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
     #: Where package-plugins-native writes `bundles/` and `registry/`.
     dist_dir: Path | None = None
     bundle_url_template: str = DEFAULTS["bundle_url_template"]
@@ -103,6 +123,8 @@ class Settings:
     signing_password_env: str = DEFAULTS["signing_password_env"]
     #: Accelerator variants to package besides the CPU bundle (`artifact_<name>`).
     accelerators: tuple[str, ...] = ()
+    allow_missing: bool = False
+    variants_only: bool = False
     published_at: str | None = None
     bundle_max_unpacked_bytes: int = _BUNDLE_LIMITS["bundle_max_unpacked_bytes"]
     bundle_max_members: int = _BUNDLE_LIMITS["bundle_max_members"]
@@ -121,10 +143,11 @@ class Settings:
         """Merge defaults, the `plugins` config namespace and flags (a flag of None is unset)."""
         merged: dict[str, Any] = dict(DEFAULTS)
         merged["extras"] = dict(DEFAULTS["extras"])
+        merged["build_env"] = dict(DEFAULTS["build_env"])
         if config:
             for key, value in dict(config).items():
-                if key == "extras" and isinstance(value, Mapping):
-                    merged["extras"].update(value)
+                if key in ("extras", "build_env") and isinstance(value, Mapping):
+                    merged[key].update(value)
                 else:
                     merged[key] = value
         for key, value in flags.items():
@@ -181,6 +204,7 @@ class Settings:
         template = values.get("template")
         build_commands = _build_commands(values.get("build_commands"))
         cargo_args = _argument_list(values.get("cargo_args"), "plugins.cargo_args")
+        build_env = _build_env(values.get("build_env"))
         limits = {
             key: _positive_int(
                 default if values.get(key) is None else values[key], f"plugins.{key}"
@@ -201,6 +225,7 @@ class Settings:
             rules=dict(rules),
             build_commands=build_commands,
             cargo_args=cargo_args,
+            build_env=build_env,
             dist_dir=root / Path(str(values.get("dist_dir") or "dist")),
             bundle_url_template=str(
                 values.get("bundle_url_template") or DEFAULTS["bundle_url_template"]
@@ -213,6 +238,8 @@ class Settings:
                 values.get("signing_password_env") or DEFAULTS["signing_password_env"]
             ),
             accelerators=_argument_list(values.get("accelerators"), "plugins.accelerators"),
+            allow_missing=bool(values.get("allow_missing", False)),
+            variants_only=bool(values.get("variants_only", False)),
             published_at=str(values["published_at"]) if values.get("published_at") else None,
             **limits,
         )
@@ -314,3 +341,32 @@ def _build_commands(value: Any) -> dict[str, str | tuple[str, ...]]:
                 f"arguments, not {command!r}",
             )
     return commands
+
+
+def _build_env(value: Any) -> dict[str, dict[str, str | None]]:
+    """`plugins.build_env`: plugin id -> {VARIABLE: value}; a value of null unsets the variable."""
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise PackagingError(
+            "bad-setting",
+            "plugins.build_env must map plugin ids to environment variables",
+            hint='e.g. build_env: {whisper: {CFLAGS: "-O3 -march=x86-64"}}',
+        )
+    out: dict[str, dict[str, str | None]] = {}
+    for plugin_id, variables in value.items():
+        if variables is None:
+            continue  # nothing to set for that plugin
+        if not isinstance(variables, Mapping) or not all(
+            isinstance(name, str) and name and "=" not in name and "\0" not in name
+            for name in variables
+        ):
+            raise PackagingError(
+                "bad-setting",
+                f"plugins.build_env.{plugin_id} must map variable names to values, not {variables!r}",
+                hint='e.g. {SOURCE_DATE_EPOCH: "1"}',
+            )
+        out[str(plugin_id)] = {
+            name: None if item is None else str(item) for name, item in variables.items()
+        }
+    return out

@@ -103,15 +103,23 @@ def write_source(
     return path
 
 
-def edit_source(path: Path, **changes: Any) -> None:
-    """Change keys of a source plugin.yml (a value of None removes the key)."""
+def edit_source(path: Path, *, crate_too: bool = True, **changes: Any) -> None:
+    """Change keys of a source plugin.yml (a value of None removes the key); a new `version`
+    goes into the crate's Cargo.toml as well (as a release requires), unless `crate_too` is False."""
     data = yaml.safe_load(path.read_text())
+    old_version = data.get("version")
     for key, value in changes.items():
         if value is None:
             data.pop(key, None)
         else:
             data[key] = value
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    cargo = path.with_name("Cargo.toml")
+    if crate_too and "version" in changes and cargo.is_file():
+        text = cargo.read_text()
+        cargo.write_text(
+            text.replace(f'version = "{old_version}"', f'version = "{changes["version"]}"', 1)
+        )
 
 
 def install_library(root: Path, library: Path, stem: str) -> Path:

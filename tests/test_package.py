@@ -178,7 +178,6 @@ def test_sample_tree_bundles_are_reproducible_across_two_checkouts(
     assert snapshot(sample_tree / "dist" / "bundles") == snapshot(other / "dist" / "bundles")
     assert sorted(os.listdir(sample_tree / "dist" / "bundles")) == [
         "SHA256SUMS",
-        "gain-native-0.1.0-bundle.tar.zst",
         "tone-generator-0.2.0-bundle.tar.zst",
         "volume-c-1.0.0-bundle.tar.zst",
     ]
@@ -498,21 +497,70 @@ def test_an_accelerator_variant_is_packaged_and_can_be_added_to_a_published_vers
     )
 
 
-def test_a_plugin_that_is_not_built_is_reported_and_skipped_but_fails_when_named(
+def test_an_official_plugin_that_is_not_built_fails_the_release_unless_allowed(
     release_tree: Path,
 ) -> None:
     (release_tree / "target" / "plugins" / "release" / "libother.so").unlink()
     code, out = package(release_tree)
+    assert code == 1, out
+    assert "error[artifact-missing]" in out and "plugin other is not built" in out
+    assert "pass --allow-missing to release the others without it" in out
+    assert not (release_tree / "dist").exists()
+
+    code, out = package(release_tree, "--allow-missing")
     assert code == 0, out
     assert (
-        "not built         other     " in out
+        "not built         other     0.3.0" in out
         and "looked for target/plugins/release/libother.so" in out
     )
+    assert (release_tree / "dist" / "registry" / "plugins" / "vendored").is_dir()
     assert not (release_tree / "dist" / "registry" / "plugins" / "other").exists()
-    code, out = package(release_tree, "--only", "other", "--out", "named")
+    # A plugin named with --only is required even with --allow-missing.
+    code, out = package(release_tree, "--only", "other", "--allow-missing", "--out", "named")
     assert code == 1
     assert "error[artifact-missing]" in out and "plugin other is not built" in out
     assert not (release_tree / "named" / "bundles").exists()
+
+
+def test_a_version_that_differs_from_cargo_toml_fails_a_release_but_only_warns_on_copy(
+    release_tree: Path,
+) -> None:
+    edit_source(
+        release_tree / "plugins" / "native" / "other" / "plugin.yml",
+        crate_too=False,
+        version="0.4.0",
+    )
+    code, out = package(release_tree)
+    assert code == 1, out
+    assert "error[release-version-differs-from-crate]" in out
+    assert "declares version 0.4.0 but Cargo.toml has 0.3.0" in out
+    assert not (release_tree / "dist").exists()
+    code, out = run_in_process("copy-plugins-native", "--root", str(release_tree), "--no-check")
+    assert code == 0, out
+    assert "warning[source-version-differs-from-crate]" in out
+
+
+def test_examples_are_installed_but_released_only_when_settings_say_so(
+    sample_tree: Path,
+) -> None:
+    code, out = package(sample_tree)
+    assert code == 0, out
+    assert "gain-native" not in out
+    assert not list((sample_tree / "dist" / "bundles").glob("gain-native-*"))
+    code, out = run_in_process("copy-plugins-native", "--root", str(sample_tree), "--no-check")
+    assert code == 0 and "installed     gain-native" in out, out
+
+    (sample_tree / "invoke.yaml").write_text(
+        "plugins:\n  extras:\n    gain-native:\n      release: true\n"
+    )
+    code, out = package(sample_tree)
+    assert code == 0, out
+    assert (sample_tree / "dist" / "bundles" / "gain-native-0.1.0-bundle.tar.zst").is_file()
+    # Named on the command line, an extra is packaged as asked.
+    (sample_tree / "invoke.yaml").unlink()
+    code, out = package(sample_tree, "--only", "gain-native", "--out", "named")
+    assert code == 0, out
+    assert (sample_tree / "named" / "bundles" / "gain-native-0.1.0-bundle.tar.zst").is_file()
 
 
 @pytest.mark.parametrize(
@@ -568,9 +616,7 @@ def test_a_failed_run_leaves_the_previous_output_untouched(release_tree: Path) -
     code, out = package(release_tree)
     assert code == 1 and "error[extra-file-missing]" in out
     assert snapshot(release_tree / "dist") == before
-    assert list((release_tree / "dist" / ".plugin-packaging").iterdir()) == [
-        release_tree / "dist" / ".plugin-packaging" / "lock"
-    ]
+    assert not (release_tree / "dist" / ".plugin-packaging").exists()
 
 
 # --- the installer's view ----------------------------------------------------------------------------

@@ -30,9 +30,13 @@ PRIVATE_DIRECTORIES = ("staging",)
 class DirectoryLock:
     """`with DirectoryLock(state_dir):` holds the exclusive lock for the block."""
 
-    def __init__(self, state_dir: Path, *, timeout: float = 120.0) -> None:
+    def __init__(self, state_dir: Path, *, timeout: float = 120.0, on_parent: bool = False) -> None:
+        """`on_parent` locks the directory holding `state_dir` itself instead of a lock file in
+        it, so that a writer that empties and removes `state_dir` leaves nothing behind (release
+        output directories, which get published as they are)."""
         self.path = state_dir / LOCK_FILE
         self.timeout = timeout
+        self.on_parent = on_parent
         self._fd: int | None = None
 
     def __enter__(self) -> DirectoryLock:
@@ -41,7 +45,11 @@ class DirectoryLock:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no advisory locks, run unguarded
             return self
-        fd = _open_lock_file(self.path)
+        fd = (
+            _open_directory(self.path.parent.parent)
+            if self.on_parent
+            else _open_lock_file(self.path)
+        )
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -49,11 +57,14 @@ class DirectoryLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                    holder = (
+                        "" if self.on_parent else os.pread(fd, 32, 0).decode("ascii", "replace")
+                    )
                     os.close(fd)
                     raise PackagingError(
                         "plugins-dir-locked",
-                        f"another plugin-packaging run (pid {holder}) is writing here",
+                        f"another plugin-packaging run (pid {holder.strip() or 'unknown'}) is "
+                        "writing here",
                         self.path.parent.parent,
                         hint="wait for it to finish; the lock is released when that process ends",
                     ) from None
@@ -61,11 +72,12 @@ class DirectoryLock:
             except OSError as exc:
                 os.close(fd)
                 raise from_os_error(exc, self.path, "lock the plugin directory") from None
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError:
-            pass  # the pid is only shown to a waiting run; the flock is what excludes it
+        if not self.on_parent:
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass  # the pid is only shown to a waiting run; the flock is what excludes it
         self._fd = fd
         return self
 
@@ -137,3 +149,12 @@ def _open_lock_file(path: Path) -> int:
             hint=f"remove it (`rm {path}`); the next run recreates it",
         )
     return fd
+
+
+def _open_directory(path: Path) -> int:
+    """A directory opened for flock (Linux and macOS lock directories like files)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags)
+    except OSError as exc:
+        raise from_os_error(exc, path, "lock the directory") from None

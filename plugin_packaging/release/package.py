@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from plugin_packaging.contract import MANIFEST_NAME
 from plugin_packaging.errors import PackagingError, from_os_error
 from plugin_packaging.settings import Settings
+from plugin_packaging.sources.plugin_yml import VERSION_DIFFERS_FROM_CRATE
 
 if TYPE_CHECKING:
     from minisign import SecretKey
@@ -42,16 +43,39 @@ if TYPE_CHECKING:
     from plugin_packaging.release.archive import ArchiveMember
     from plugin_packaging.release.published import PublishedRegistry, PublishedVersion
     from plugin_packaging.sources.artifacts import Artifact
+    from plugin_packaging.sources.plugin_yml import GeneratedManifest
     from plugin_packaging.sources.scan import PluginSource
 
 #: What a release does with one plugin version.
-Status = Literal["publish", "add-variant", "unchanged", "carried-over", "not-built", "failed"]
+Status = Literal[
+    "publish", "add-variant", "unchanged", "carried-over", "not-built", "skipped", "failed"
+]
 
 BUNDLES_DIR = "bundles"
 REGISTRY_DIR = "registry"
 #: Our bookkeeping inside `<out>`: the lock and the staging area.
 STATE_DIR = ".plugin-packaging"
 BUNDLE_MANIFEST = "manifest.json"
+#: StreamKit's list of its official plugins (`marketplace/official-plugins.json` there).
+OFFICIAL_PLUGINS_FILE = "official-plugins.json"
+#: Its key order (generate_official_plugins.py); other keys follow in the source's order.
+OFFICIAL_PLUGIN_KEYS = (
+    "id",
+    "name",
+    "version",
+    "node_kind",
+    "kind",
+    "entrypoint",
+    "artifact",
+    "accelerators",
+    "description",
+    "license",
+    "license_url",
+    "homepage",
+    "repository",
+    "compatibility",
+    "models",
+)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Two zstd workers: faster than tar --zstd on two cores, and each worker holds its own window
 # buffers, so more would raise peak memory (over 100 MiB with four for a 150 MiB library) for
@@ -202,8 +226,18 @@ def package_plugins(
             hint="create one with `minisign -G`, or point --signing-key at it",
         )
 
+    if settings.variants_only and not accelerators:
+        raise PackagingError(
+            "bad-option",
+            "--variants-only packages accelerator variants, but no --accelerator was given",
+            hint="name the pass's accelerator, e.g. --variants-only --accelerator cuda",
+        )
     scan = scan_sources(settings)
     selected = select_sources(scan, only)
+    if not only:
+        # Named plugins are packaged as asked; otherwise the release set: official plugins and
+        # the extras declared with `release: true`.
+        selected = [source for source in selected if is_released(settings, source)]
     context = _Context(settings, existing, accelerators, frozenset(only), public_key)
     plans = [_plan_safely(context, source) for source in selected]
     plans += _carried_over(context, plans)
@@ -221,8 +255,28 @@ def package_plugins(
 
     from plugin_packaging._fs.lock import DirectoryLock
 
-    with DirectoryLock(out_dir / STATE_DIR):
-        return _carry_out(context, plans, report, out_dir, mtime=mtime, today=today, env=env)
+    official = official_plugins_document(scan.sources)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _os_error(exc, out_dir, "create the output directory") from None
+    # The lock is on `out_dir` itself and the bookkeeping directory is removed afterwards:
+    # `<out>` is uploaded as it is, so it must hold the release and nothing else.
+    with DirectoryLock(out_dir / STATE_DIR, on_parent=True):
+        try:
+            return _carry_out(
+                context,
+                plans,
+                report,
+                out_dir,
+                mtime=mtime,
+                today=today,
+                env=env,
+                official=official,
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                (out_dir / STATE_DIR).rmdir()
 
 
 def published_date(value: str | None) -> str:
@@ -313,45 +367,35 @@ def _plan_safely(context: _Context, source: PluginSource) -> _Plan:
 
 
 def _plan(context: _Context, source: PluginSource) -> _Plan:
-    from plugin_packaging.release.registry import (
-        bundle_file_name,
-        manifest_json_bytes,
-        registry_manifest,
-    )
+    from plugin_packaging.release.registry import bundle_file_name, manifest_json_bytes
     from plugin_packaging.sources.artifacts import locate_artifact
-    from plugin_packaging.sources.cargo import read_crate
-    from plugin_packaging.sources.plugin_yml import generate_manifest, render_manifest
+    from plugin_packaging.sources.plugin_yml import render_manifest
 
     settings = context.settings
     artifact = locate_artifact(settings.root, source, settings.platform)
-    if not artifact.exists:
-        return _not_built(context, source, artifact)
-    crate = read_crate(source.crate_dir, stop_at=settings.root) if source.crate_dir else None
-    generated = generate_manifest(
-        source.data,
-        origin=source.origin,
-        origin_path=source.manifest_path or Path(source.origin),
-        entrypoint=artifact.file_name,
-        crate=crate,
-        # The checker's manifest rules, graded as settings say: nothing it calls an error is
-        # published (the registry may only be appended to).
-        rule_overrides=settings.rules,
-    )
+    if artifact.problem:
+        error = PackagingError(
+            "artifact-unusable",
+            f"{artifact.problem} (looked for {artifact.declared}, from {source.origin}: artifact)",
+            artifact.path,
+            hint=f"build it first (e.g. `plugin-packaging build-plugins-native --only {source.id}`)",
+        )
+        return _Plan(source.id, "failed", source, error=error)
+    # The manifest comes from the sources alone: a published version is checked against it
+    # whether or not anything is built (the registry is append-only either way).
+    generated, bundle_manifest = release_manifest(settings, source, artifact.file_name)
     data = generated.data
     version = generated.version
-    warnings = list(generated.warnings)
+    warnings = [w for w in generated.warnings if w.code != VERSION_DIFFERS_FROM_CRATE]
+    mismatch = version_mismatch(generated)
+    if mismatch is not None:
+        return _Plan(
+            source.id, "failed", source, version, data, error=mismatch, warnings=tuple(warnings)
+        )
     published = context.existing.get(source.id, version) if context.existing else None
-    bundle_manifest = registry_manifest(data, bundle=None)
-
     if published is not None:
-        diff = _published_difference(published, bundle_manifest, source)
+        diff = published_difference(published, bundle_manifest, source)
         if diff is not None:
-            error = PackagingError(
-                "registry-published-changed",
-                f"{source.id} {version} is already published, and this build would change its manifest",
-                published.manifest_path,
-                hint=f"bump `version` in {source.origin}{_crate_note(source)}: a published version never changes",
-            )
             return _Plan(
                 source.id,
                 "failed",
@@ -359,24 +403,81 @@ def _plan(context: _Context, source: PluginSource) -> _Plan:
                 version,
                 data,
                 published=published,
-                error=error,
+                error=published_changed_error(source, version, published),
                 diff=diff,
                 warnings=tuple(warnings),
             )
         _check_signature(context, published)
 
-    # Which archives to write: the CPU bundle of a new version, and variants not published yet.
+    # Which archives to write: the CPU bundle of a new version (not in a variants-only pass),
+    # and the variants it declares that are not published yet.
     published_variants = (
         {v.get("accelerator") for v in published.manifest.get("variants", [])}
         if published
         else set()
     )
-    wanted: list[tuple[str | None, Artifact]] = [] if published is not None else [(None, artifact)]
+    wanted: list[tuple[str | None, Artifact]] = []
+    missing: list[PackagingError] = []
+    if published is None and not settings.variants_only:
+        if artifact.exists:
+            wanted.append((None, artifact))
+        else:
+            missing.append(_missing_error(source, artifact, None, "artifact"))
+    declares_variant = False
     for requested in context.accelerators:
-        if requested not in published_variants:
-            variant = _variant_artifact(context, source, requested, warnings)
-            if variant is not None:
-                wanted.append((requested, variant))
+        found = _variant_artifact(context, source, requested)
+        if found is None:
+            continue
+        declares_variant = True
+        if requested in published_variants:
+            continue
+        key, variant = found
+        if variant.exists:
+            wanted.append((requested, variant))
+        else:
+            missing.append(_missing_error(source, variant, requested, key))
+    if missing:
+        if not settings.allow_missing or source.id in context.required:
+            return _Plan(
+                source.id,
+                "failed",
+                source,
+                version,
+                data,
+                published=published,
+                error=missing[0],
+                warnings=(*warnings, *missing[1:]),
+            )
+        cpu_missing = (
+            published is None
+            and not settings.variants_only
+            and not any(kind is None for kind, _ in wanted)
+        )
+        if cpu_missing:
+            # --allow-missing: left out of this release on purpose, variants and all.
+            return _Plan(
+                source.id,
+                "not-built",
+                source,
+                version,
+                data,
+                detail=missing[0].message,
+                warnings=tuple(warnings),
+            )
+        warnings.extend(
+            PackagingError("variant-not-built", error.message, error.path, hint=error.hint)
+            for error in missing
+        )
+    if published is None and settings.variants_only and not declares_variant:
+        return _Plan(
+            source.id,
+            "skipped",
+            source,
+            version,
+            data,
+            detail=f"declares no {' or '.join(context.accelerators)} build (variants-only pass)",
+            warnings=tuple(warnings),
+        )
     for _, library in wanted:
         _check_loadable(settings, library)
     specs: list[_BundleSpec] = []
@@ -398,8 +499,9 @@ def _plan(context: _Context, source: PluginSource) -> _Plan:
                     name, accelerator, _url(settings, source.id, version, name), library, own
                 )
             )
+    status: Status
     if published is None:
-        status: Status = "publish"
+        status = "add-variant" if settings.variants_only else "publish"
     elif specs:
         status = "add-variant"
     else:
@@ -407,6 +509,92 @@ def _plan(context: _Context, source: PluginSource) -> _Plan:
     return _Plan(
         source.id, status, source, version, data, tuple(specs), published, warnings=tuple(warnings)
     )
+
+
+def official_plugins_document(sources: Sequence[PluginSource]) -> bytes:
+    """`official-plugins.json`: every official plugin's source manifest, as written, by id.
+
+    The same bytes as StreamKit's generate_official_plugins.py writes for the same sources (its
+    docs and scripts read the file): `{"plugins": [...]}`, keys in its order, two-space JSON.
+    """
+    import json
+
+    plugins = []
+    for source in sorted((s for s in sources if not s.is_extra), key=lambda s: s.id):
+        ordered = {key: source.data[key] for key in OFFICIAL_PLUGIN_KEYS if key in source.data}
+        ordered.update((key, value) for key, value in source.data.items() if key not in ordered)
+        plugins.append(ordered)
+    try:
+        return (json.dumps({"plugins": plugins}, indent=2) + "\n").encode("ascii")
+    except (TypeError, ValueError) as exc:
+        raise PackagingError(
+            "official-plugins-not-json",
+            f"a source manifest holds a value JSON cannot hold ({exc})",
+            hint="quote dates and other special YAML values in plugin.yml",
+        ) from None
+
+
+def release_manifest(
+    settings: Settings, source: PluginSource, entrypoint: str
+) -> tuple[GeneratedManifest, dict[str, Any]]:
+    """The generated `plugin.yml` of a source and its registry manifest without `bundle`.
+
+    From the sources only (the source manifest, `Cargo.toml`, the library's file name
+    `entrypoint`): nothing needs to be built, so `check-registry-versions` uses it too.
+    """
+    from plugin_packaging.release.registry import registry_manifest
+    from plugin_packaging.sources.cargo import read_crate
+    from plugin_packaging.sources.plugin_yml import generate_manifest
+
+    crate = read_crate(source.crate_dir, stop_at=settings.root) if source.crate_dir else None
+    generated = generate_manifest(
+        source.data,
+        origin=source.origin,
+        origin_path=source.manifest_path or Path(source.origin),
+        entrypoint=entrypoint,
+        crate=crate,
+        # The checker's manifest rules, graded as settings say: nothing it calls an error is
+        # published (the registry may only be appended to).
+        rule_overrides=settings.rules,
+    )
+    return generated, registry_manifest(generated.data, bundle=None)
+
+
+def version_mismatch(generated: GeneratedManifest) -> PackagingError | None:
+    """A release refuses a `version` that differs from the crate's, as StreamKit's tooling does
+    (for `copy-plugins-native` it is only a warning)."""
+    for warning in generated.warnings:
+        if warning.code == VERSION_DIFFERS_FROM_CRATE:
+            return PackagingError(
+                "release-version-differs-from-crate",
+                warning.message,
+                warning.path,
+                hint="make plugin.yml's `version` and Cargo.toml's [package].version equal: "
+                "a release publishes one version of each plugin",
+            )
+    return None
+
+
+def published_changed_error(
+    source: PluginSource, version: str, published: PublishedVersion
+) -> PackagingError:
+    return PackagingError(
+        "registry-published-changed",
+        f"{source.id} {version} is already published, and the current sources would change its "
+        "manifest",
+        published.manifest_path,
+        hint=f"bump `version` in {source.origin}{_crate_note(source)}: a published version never "
+        "changes",
+    )
+
+
+def is_released(settings: Settings, source: PluginSource) -> bool:
+    """Official plugins (the source manifests, StreamKit's `plugins/native/*`) are released;
+    an extra such as the gain-native example only with `release: true` in its declaration."""
+    if not source.is_extra:
+        return True
+    declaration = settings.extras.get(source.id)
+    return isinstance(declaration, Mapping) and declaration.get("release") is True
 
 
 #: Blocking checker rules that say nothing about a published bundle: its modes are normalised
@@ -453,17 +641,43 @@ def _crate_note(source: PluginSource) -> str:
     return ""
 
 
-def _not_built(context: _Context, source: PluginSource, artifact: Artifact) -> _Plan:
-    error = artifact.absence_error(required=source.id in context.required)
-    if error is not None:
-        return _Plan(source.id, "failed", source, detail=artifact.looked_for, error=error)
-    return _Plan(source.id, "not-built", source, detail=artifact.looked_for)
+def _missing_error(
+    source: PluginSource, library: Artifact, accelerator: str | None, key: str
+) -> PackagingError:
+    """A library this release needs is not built: an error, unless --allow-missing."""
+    allow = "or pass --allow-missing to release the others without it"
+    if accelerator is None:
+        error = library.absence_error(required=True)
+        assert error is not None  # required: never None
+        hint = f"{error.hint}, {allow}" if error.code == "artifact-missing" else error.hint
+        return PackagingError(error.code, error.message, error.path, hint=hint)
+    looked_for = f"looked for {library.declared} (from {source.origin}: {key})"
+    if library.problem:
+        return PackagingError(
+            "artifact-unusable",
+            f"{library.problem} ({looked_for})",
+            library.path,
+            hint="remove it and rebuild the plugin",
+        )
+    build = f"plugin-packaging build-plugins-native --accelerator {accelerator} --only {source.id}"
+    return PackagingError(
+        "artifact-missing",
+        f"the {accelerator} build of {source.id} is not built: {looked_for}",
+        library.path,
+        hint=f"build it first on the {accelerator} machine (`{build}`), {allow}",
+    )
 
 
 def _variant_artifact(
-    context: _Context, source: PluginSource, accelerator: str, warnings: list[PackagingError]
-) -> Artifact | None:
-    """The built library of `artifact_<accelerator>`, or None when the plugin has no such variant."""
+    context: _Context, source: PluginSource, accelerator: str
+) -> tuple[str, Artifact] | None:
+    """(the key it comes from, the library) of `accelerator`'s build, or None when the plugin
+    has none.
+
+    `artifact_<accelerator>` when declared; else, for a plugin that lists the accelerator in
+    `accelerators`, its `artifact`: as in StreamKit's releases, the accelerator's pass rebuilds
+    such a plugin (with the accelerator's runtime) into the same path.
+    """
     from plugin_packaging.contract import is_native_library_name, relative_path_problem
     from plugin_packaging.sources.artifacts import locate_artifact
 
@@ -473,16 +687,11 @@ def _variant_artifact(
     if declared is None:
         listed = source.data.get("accelerators")
         if isinstance(listed, list) and accelerator in listed:
-            warnings.append(
-                PackagingError(
-                    "variant-artifact-undeclared",
-                    f"lists accelerator {accelerator!r} but has no `{key}`, so no {accelerator} bundle is built",
-                    where,
-                    hint=f"add `{key}: <build output, relative to the root>`",
-                )
+            return "artifact", locate_artifact(
+                context.settings.root, source, context.settings.platform
             )
         return None
-    problem = relative_path_problem(declared)
+    problem = relative_path_problem(declared) if isinstance(declared, str) else "is not a path"
     if problem is None and not is_native_library_name(PurePosixPath(declared).name):
         problem = "does not name a library (.so, .dylib or .dll)"
     if problem is not None:
@@ -492,35 +701,17 @@ def _variant_artifact(
             where,
             hint="give the variant's build output relative to the checkout root",
         )
-    variant = locate_artifact(
+    return key, locate_artifact(
         context.settings.root,
         replace(source, artifact=PurePosixPath(declared)),
         context.settings.platform,
     )
-    if variant.exists:
-        return variant
-    looked_for = f"looked for {variant.declared} (from {source.origin}: {key})"
-    if variant.problem or source.id in context.required:
-        raise PackagingError(
-            "artifact-missing",
-            f"the {accelerator} variant of {source.id} is not built: {variant.problem or looked_for}",
-            variant.path,
-            hint=f"build the {accelerator} variant first, or package without --accelerator {accelerator}",
-        )
-    warnings.append(
-        PackagingError(
-            "variant-not-built",
-            f"the {accelerator} variant is not built, so it is not packaged ({looked_for})",
-            variant.path,
-            hint="build it and package again: a variant can be added to a published version later",
-        )
-    )
-    return None
 
 
-def _published_difference(
+def published_difference(
     published: PublishedVersion, new: Mapping[str, Any], source: PluginSource
 ) -> str | None:
+    """The unified diff between a published manifest and the one the sources give, or None."""
     from plugin_packaging.errors import display_path
     from plugin_packaging.release.registry import compare_published
 
@@ -698,9 +889,12 @@ def _carried_over(context: _Context, plans: Sequence[_Plan]) -> list[_Plan]:
     if context.existing is None:
         return []
     touched = {(p.id, p.version) for p in plans if p.version is not None}
+    # A plugin whose sources could not even be read already has its line (failed); listing its
+    # published versions too would name it twice, and a failed run writes nothing anyway.
+    unreadable = {p.id for p in plans if p.version is None}
     out = []
     for key in sorted(context.existing.versions):
-        if key in touched:
+        if key in touched or key[0] in unreadable:
             continue
         published = context.existing.versions[key]
         try:
@@ -805,6 +999,7 @@ def _carry_out(
     mtime: int,
     today: str,
     env: Mapping[str, str],
+    official: bytes,
 ) -> ReleaseReport:
     """Write everything into a staging directory; swap it into `out_dir` only when all succeeded."""
     from plugin_packaging._fs.swap import remove_entry, swap_in
@@ -830,14 +1025,11 @@ def _carry_out(
         # Bundles first: a registry must never point at bundles that are not there yet.
         swap_in(output.bundles, out_dir / BUNDLES_DIR)
         swap_in(output.registry, out_dir / REGISTRY_DIR)
+        staged_official = staging / OFFICIAL_PLUGINS_FILE
+        staged_official.write_bytes(official)
+        os.replace(staged_official, out_dir / OFFICIAL_PLUGINS_FILE)
     except OSError as exc:
-        raise from_os_error(
-            exc,
-            out_dir,
-            "write the release output",
-            writable="the output directory (or pass --out DIR)",
-            kept="the previous output was not changed",
-        ) from None
+        raise _os_error(exc, out_dir, "write the release output") from None
     finally:
         remove_entry(staging)
     return written
@@ -996,3 +1188,14 @@ def _write_registry_files(
         output.manifests, previous, registry_base_url=settings.registry_base_url, today=today
     )
     (output.registry / INDEX_FILE).write_bytes(manifest_json_bytes(index))
+
+
+def _os_error(exc: OSError, path: Path, doing: str) -> PackagingError:
+    """An operating system failure on the release output, said as a user error."""
+    return from_os_error(
+        exc,
+        path,
+        doing,
+        writable="the output directory (or pass --out DIR)",
+        kept="the previous output was not changed",
+    )

@@ -24,6 +24,8 @@ from plugin_packaging.release.registry import INDEX_FILE, MANIFEST_FILE, SIGNATU
 PUBLIC_KEY_FILE = "streamkit.pub"
 #: The top-level directory of per-version manifests.
 PLUGINS_DIR = "plugins"
+#: Where a StreamKit checkout commits its published registry (served by its docs site).
+COMMITTED_REGISTRY = "docs/public/registry"
 
 
 @dataclass(frozen=True)

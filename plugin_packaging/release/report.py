@@ -28,8 +28,15 @@ from plugin_packaging.install.report import human_size
 if TYPE_CHECKING:
     from plugin_packaging.release.package import BundleFile, ReleaseEntry, ReleaseReport, Status
     from plugin_packaging.release.verify import BundleReport, VerifiedBundle
+    from plugin_packaging.release.versions import VersionReport
 
-__all__ = ["FORMATS", "OutputFormat", "render_release", "render_verification"]
+__all__ = [
+    "FORMATS",
+    "OutputFormat",
+    "render_release",
+    "render_verification",
+    "render_version_check",
+]
 
 _LABELS = {
     "publish": ("published", "would publish"),
@@ -37,6 +44,7 @@ _LABELS = {
     "unchanged": ("unchanged", "unchanged"),
     "carried-over": ("carried over", "carried over"),
     "not-built": ("not built", "not built"),
+    "skipped": ("skipped", "skipped"),
     "failed": ("FAILED", "FAILED"),
 }
 _ORDER: tuple[Status, ...] = (
@@ -45,6 +53,7 @@ _ORDER: tuple[Status, ...] = (
     "unchanged",
     "carried-over",
     "not-built",
+    "skipped",
     "failed",
 )
 
@@ -111,6 +120,44 @@ def _release_summary(report: ReleaseReport) -> str:
     if report.failed:
         return f"{text}: nothing was written to {out}"
     return f"{text}; {registry} -> {display_path(report.bundles_dir)}, {display_path(report.registry_dir)}"
+
+
+# --- check-registry-versions ---------------------------------------------------------------------
+
+_CHECK_LABELS = {
+    "published": "published, unchanged",
+    "new": "not published yet",
+    "changed": "CHANGED",
+    "failed": "FAILED",
+}
+
+
+def render_version_check(report: VersionReport) -> str:
+    """A line per plugin, errors with their hints and diffs, and the verdict."""
+    lines = [error.render() for error in report.scan_errors]
+    width = max((len(c.plugin_id) for c in report.checks), default=0)
+    version_width = max((len(c.version or "") for c in report.checks), default=0)
+    for check in report.checks:
+        head = f"  {check.plugin_id:<{width}}  {check.version or '':<{version_width}}"
+        lines.append(f"{head}  {_CHECK_LABELS[check.status]}")
+        if check.error is not None:
+            lines.extend("      " + line for line in check.error.render().splitlines())
+        if check.diff:
+            lines.extend("      " + line for line in check.diff.rstrip("\n").splitlines())
+    counts = Counter(c.status for c in report.checks)
+    broken = counts["changed"] + counts["failed"] + len(report.scan_errors)
+    registry = display_path(report.registry)
+    if broken:
+        lines.append(
+            f"{plural(broken, 'problem')} against {registry}: check failed (a published version "
+            "never changes; bump `version` in plugin.yml and Cargo.toml)"
+        )
+    else:
+        lines.append(
+            f"{plural(len(report.checks), 'plugin')} checked against {registry}: "
+            f"{counts['published']} published and unchanged, {counts['new']} new"
+        )
+    return "\n".join(lines)
 
 
 # --- verify-plugin-bundles ------------------------------------------------------------------------

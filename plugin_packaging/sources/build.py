@@ -23,7 +23,7 @@ import re
 import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TextIO
 
@@ -57,8 +57,9 @@ class BuildStep:
     #: An argument vector, or one string that the shell runs (a declared build command).
     command: tuple[str, ...] | str
     cwd: Path
-    #: Variables set on top of the inherited environment (CARGO_TARGET_DIR for cargo).
-    env: Mapping[str, str]
+    #: Variables set on top of the inherited environment (CARGO_TARGET_DIR for cargo, and
+    #: `plugins.build_env.<id>`); None removes an inherited one.
+    env: Mapping[str, str | None]
     #: The library the step must leave behind, for the profile built.
     output: Path
     #: Why this command: the declaration a person would edit to change it.
@@ -72,8 +73,13 @@ class BuildStep:
 
         words = [shlex.quote(_shown(root, word)) for word in self.command]
         prefix = [
-            f"{name}={shlex.quote(_shown(root, value))}" for name, value in sorted(self.env.items())
+            f"{name}={shlex.quote(_shown(root, value))}"
+            for name, value in sorted(self.env.items())
+            if value is not None
         ]
+        unset = [f"-u {name}" for name, value in sorted(self.env.items()) if value is None]
+        if unset:
+            prefix = ["env", *unset, *prefix]
         return " ".join(prefix + words)
 
 
@@ -176,6 +182,16 @@ def build_step(
     settings: Settings, source: PluginSource, *, profile: Profile, jobs: int | None
 ) -> BuildStep:
     """The one command that builds `source`; raises when nothing says how to build it."""
+    step = _recipe_step(settings, source, profile=profile, jobs=jobs)
+    extra_env = settings.build_env.get(source.id)
+    if extra_env:
+        return replace(step, env={**step.env, **extra_env})
+    return step
+
+
+def _recipe_step(
+    settings: Settings, source: PluginSource, *, profile: Profile, jobs: int | None
+) -> BuildStep:
     declared = artifact_path(source, settings.platform)
     command = settings.build_commands.get(source.id)
     if command is not None:
@@ -326,7 +342,12 @@ def run_step(settings: Settings, step: BuildStep, out: TextIO) -> BuildResult:
     """Run one build step, copying its output to `out` as it arrives; check what it produced."""
     import subprocess
 
-    env = {**os.environ, **step.env}
+    env = {**os.environ}
+    for name, value in step.env.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     if _is_terminal(out):
         # The output goes through a pipe; keep cargo's colours for a person at a terminal.
         env.setdefault("CARGO_TERM_COLOR", "always")

@@ -25,6 +25,8 @@ from plugin_packaging.rules.table import RULES, effective_severity
 from plugin_packaging.sources.cargo import CrateInfo
 
 TEMPLATE_NAME = "plugin.yml.j2"
+#: The warning for a `version` that differs from the crate's (an error for a release).
+VERSION_DIFFERS_FROM_CRATE = "source-version-differs-from-crate"
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def _fill_from_crate(
     if crate.version is not None and isinstance(declared, str) and declared != crate.version:
         warnings.append(
             PackagingError(
-                "source-version-differs-from-crate",
+                VERSION_DIFFERS_FROM_CRATE,
                 f"declares version {declared} but {crate.path.name} has {crate.version}",
                 origin_path,
                 hint=f"make them equal (StreamKit's tooling requires it); {declared} is used",

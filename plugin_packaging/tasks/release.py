@@ -41,7 +41,12 @@ _PATHS = " (relative paths are taken from --root)"
         "password_env": "environment variable holding the signing key's password (default MINISIGN_PASSWORD)",
         "public_key": "minisign public key: copied into the registry as streamkit.pub and used to check "
         "carried-over signatures" + _PATHS,
-        "accelerator": "also package the variant built from artifact_<NAME> (e.g. cuda); repeatable",
+        "accelerator": "also package the NAME variant (e.g. cuda) of the plugins that list NAME in "
+        "`accelerators`: built from artifact_<NAME>, else from `artifact`; repeatable",
+        "variants_only": "a variant pass of a distributed release: package only the --accelerator "
+        "variants, no CPU bundles (merge-plugin-registries joins it with the CPU pass)",
+        "allow_missing": "release the built plugins even when official ones (or their variants) are "
+        "not built; without it a missing one fails the release",
         "published_at": "date for new versions in index.json, YYYY-MM-DD (default: today, UTC)",
         "dry_run": "show what would be built and published; write nothing",
     },
@@ -61,14 +66,18 @@ def package_plugins_native(
     public_key: str | None = None,
     accelerator: list[str] | None = None,
     published_at: str | None = None,
+    variants_only: bool = False,
+    allow_missing: bool = False,
     dry_run: bool = False,
 ) -> None:
     """Package built native plugins as reproducible .tar.zst bundles plus a signed registry.
 
     Writes <out>/bundles/<id>-<version>-bundle.tar.zst with SHA256SUMS, and <out>/registry/
     (plugins/<id>/<version>/manifest.json + manifest.minisig, index.json, streamkit.pub) in
-    StreamKit's formats. Archive timestamps come from SOURCE_DATE_EPOCH. Nothing is written
-    unless every plugin succeeds.
+    StreamKit's formats, and <out>/official-plugins.json. The release set is every official
+    plugin (plugins/native/*) plus the extras declared with `release: true`; one that is not
+    built fails the release unless --allow-missing. Archive timestamps come from
+    SOURCE_DATE_EPOCH. Nothing is written unless every plugin succeeds.
     """
     from plugin_packaging.release.package import package_plugins
     from plugin_packaging.release.report import render_release
@@ -86,6 +95,9 @@ def package_plugins_native(
         public_key=public_key,
         accelerators=accelerator or None,
         published_at=published_at,
+        # Unset unless given: invoke.yaml may turn them on.
+        variants_only=variants_only or None,
+        allow_missing=allow_missing or None,
     )
     report = package_plugins(settings, only=only or (), dry_run=dry_run)
     print(render_release(report))
@@ -150,4 +162,40 @@ def verify_plugin_bundles(
         raise Exit(code=1)
 
 
-TASKS = [package_plugins_native, verify_plugin_bundles]
+@task(
+    iterable=["only"],
+    help={
+        "root": COMMON_HELP["root"],
+        "only": COMMON_HELP["only"],
+        "platform": COMMON_HELP["platform"],
+        "registry": "the published registry to check against (default: plugins.existing_registry, "
+        "else the checkout's docs/public/registry)" + _PATHS,
+    },
+)
+@user_errors
+def check_registry_versions(
+    c: Context,
+    root: str | None = None,
+    only: list[str] | None = None,
+    platform: str | None = None,
+    registry: str | None = None,
+) -> None:
+    """Fail when the sources would change a published plugin version (for pull requests).
+
+    For each released plugin whose current version is in the registry, the manifest the
+    sources give now is compared with the published one, as package-plugins-native does; a
+    difference is shown as a diff with the advice to bump the version. Reads no library and no
+    signature and builds nothing. Exit status 0 when nothing would change, 1 when something
+    would (or a version differs from Cargo.toml), 2 for usage errors.
+    """
+    from plugin_packaging.release.report import render_version_check
+    from plugin_packaging.release.versions import check_registry_versions as check
+
+    settings = settings_for(c, root, platform=platform, existing_registry=registry)
+    report = check(settings, only=only or ())
+    print(render_version_check(report))
+    if report.failed:
+        raise Exit(code=1)
+
+
+TASKS = [package_plugins_native, verify_plugin_bundles, check_registry_versions]
