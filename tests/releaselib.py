@@ -18,6 +18,7 @@ from typing import Any
 import minisign
 import pytest
 import yaml
+from fixturelib import GOOD_C_KIND, OTHER_C_KIND, NativeLibraries
 
 
 def minisign_cli() -> str:
@@ -196,3 +197,63 @@ def snapshot(directory: Path) -> dict[str, bytes]:
         for path in sorted(directory.rglob("*"))
         if path.is_file() and path.name != "lock"
     }
+
+
+def streamkit_tree(root: Path, native_libs: NativeLibraries) -> Path:
+    """Official plugins as StreamKit declares them: whisper lists cuda without artifact_cuda (the
+    cuda pass rebuilds it in place), helsinki has its own artifact_cuda, parakeet is CPU only;
+    plugins/native/common is a support crate without plugin.yml; gain-native stays the default
+    extra (an example: installed by copy, never built here, not released)."""
+    root.mkdir(parents=True)
+    write_source(
+        root,
+        "whisper",
+        GOOD_C_KIND,
+        "whisper",
+        "0.3.0",
+        accelerators=["cpu", "cuda"],
+        repo="https://github.com/streamer45/streamkit",
+        models=[
+            {
+                "id": "whisper-tiny-en-q5_1",
+                "name": "Whisper tiny.en (q5_1)",
+                "default": True,
+                "source": "huggingface",
+                "repo_id": "streamkit/whisper-models",
+                "revision": "main",
+                "files": ["ggml-tiny.en-q5_1.bin"],
+                "expected_size_bytes": 32166155,
+                "license": "MIT",
+            }
+        ],
+    )
+    write_source(
+        root,
+        "helsinki",
+        OTHER_C_KIND,
+        "helsinki",
+        "0.2.0",
+        accelerators=["cpu", "cuda"],
+        artifact_cuda="target/plugins-cuda/release/libhelsinki.so",
+    )
+    write_source(root, "parakeet", GOOD_C_KIND, "parakeet", "0.1.0")
+    common = root / "plugins" / "native" / "common"
+    common.mkdir()
+    (common / "Cargo.toml").write_text('[package]\nname = "common"\nversion = "0.1.0"\n')
+    install_library(root, native_libs.good_c, "whisper")
+    install_library(root, native_libs.good_c_other, "helsinki")
+    install_library(root, native_libs.good_c, "parakeet")
+    cuda = root / "target" / "plugins-cuda" / "release" / "libhelsinki.so"
+    cuda.parent.mkdir(parents=True)
+    shutil.copyfile(native_libs.good_c, cuda)
+    return root
+
+
+def manifest_of(registry: Path, plugin_id: str, version: str) -> dict[str, Any]:
+    """A registry manifest, parsed."""
+    import json
+
+    data: dict[str, Any] = json.loads(
+        (registry / "plugins" / plugin_id / version / "manifest.json").read_text()
+    )
+    return data

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 from cli import run_in_process
-from fixturelib import GOOD_C_KIND, OTHER_C_KIND, NativeLibraries
+from fixturelib import GOOD_C_KIND, NativeLibraries
 from releaselib import (
     edit_source,
-    install_library,
+    manifest_of,
     no_extras,
+    streamkit_tree,
     tar_file,
     tar_members,
     write_source,
@@ -24,44 +25,6 @@ from releaselib import (
 
 DATE = "2025-03-04"
 TEMPLATE = "https://example.invalid/releases/plugin-{plugin_id}-v{version}"
-
-
-def streamkit_tree(root: Path, native_libs: NativeLibraries) -> Path:
-    """Official plugins as StreamKit declares them: whisper lists cuda without artifact_cuda (the
-    cuda pass rebuilds it in place), helsinki has its own artifact_cuda, parakeet is CPU only;
-    plugins/native/common is a support crate without plugin.yml; gain-native stays the default
-    extra (an example: installed by copy, never built here, not released)."""
-    root.mkdir(parents=True)
-    write_source(
-        root,
-        "whisper",
-        GOOD_C_KIND,
-        "whisper",
-        "0.3.0",
-        accelerators=["cpu", "cuda"],
-        repo="https://github.com/streamer45/streamkit",
-        models=[{"id": "ggml-base", "url": "https://example.invalid/ggml-base.bin"}],
-    )
-    write_source(
-        root,
-        "helsinki",
-        OTHER_C_KIND,
-        "helsinki",
-        "0.2.0",
-        accelerators=["cpu", "cuda"],
-        artifact_cuda="target/plugins-cuda/release/libhelsinki.so",
-    )
-    write_source(root, "parakeet", GOOD_C_KIND, "parakeet", "0.1.0")
-    common = root / "plugins" / "native" / "common"
-    common.mkdir()
-    (common / "Cargo.toml").write_text('[package]\nname = "common"\nversion = "0.1.0"\n')
-    install_library(root, native_libs.good_c, "whisper")
-    install_library(root, native_libs.good_c_other, "helsinki")
-    install_library(root, native_libs.good_c, "parakeet")
-    cuda = root / "target" / "plugins-cuda" / "release" / "libhelsinki.so"
-    cuda.parent.mkdir(parents=True)
-    shutil.copyfile(native_libs.good_c, cuda)
-    return root
 
 
 @pytest.fixture
@@ -80,10 +43,6 @@ def package(root: Path, *args: str) -> tuple[int, str]:
         TEMPLATE,
         *args,
     )
-
-
-def manifest_of(registry: Path, plugin_id: str, version: str) -> dict:
-    return json.loads((registry / "plugins" / plugin_id / version / "manifest.json").read_text())
 
 
 # --- item 2: CUDA variants from the real manifests ----------------------------------------------

@@ -206,7 +206,7 @@ def package_plugins(
     from plugin_packaging.sources.scan import scan_sources, select_sources
 
     env = os.environ if environ is None else environ
-    out_dir = _out_dir(settings)
+    out_dir = output_directory(settings)
     today = published_date(settings.published_at)
     mtime = source_date_epoch(env)
     accelerators = _checked_accelerators(settings.accelerators)
@@ -253,30 +253,62 @@ def package_plugins(
     if dry_run or report.failed:
         return report
 
-    from plugin_packaging._fs.lock import DirectoryLock
-
     official = official_plugins_document(scan.sources)
+    with staged_output(out_dir) as staging:
+        return _carry_out(
+            context,
+            plans,
+            report,
+            out_dir,
+            staging,
+            mtime=mtime,
+            today=today,
+            env=env,
+            official=official,
+        )
+
+
+@contextlib.contextmanager
+def staged_output(out_dir: Path) -> Iterator[Path]:
+    """A fresh staging directory inside `out_dir`, with `out_dir` locked for the block.
+
+    The lock is on `out_dir` itself, and the bookkeeping directory holding the staging area is
+    removed afterwards: `<out>` is uploaded as it is, so it must hold the release and nothing
+    else. Leftovers of a killed run are removed first (we hold the lock: no one else uses them).
+    """
+    from plugin_packaging._fs.lock import DirectoryLock
+    from plugin_packaging._fs.swap import remove_entry
+
+    state = out_dir / STATE_DIR
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _os_error(exc, out_dir, "create the output directory") from None
-    # The lock is on `out_dir` itself and the bookkeeping directory is removed afterwards:
-    # `<out>` is uploaded as it is, so it must hold the release and nothing else.
-    with DirectoryLock(out_dir / STATE_DIR, on_parent=True):
+        raise io_error(exc, out_dir, "create the output directory") from None
+    with DirectoryLock(state, on_parent=True):
         try:
-            return _carry_out(
-                context,
-                plans,
-                report,
-                out_dir,
-                mtime=mtime,
-                today=today,
-                env=env,
-                official=official,
-            )
+            for leftover in state.glob("staging-*"):
+                remove_entry(leftover)
+            staging = Path(tempfile.mkdtemp(prefix="staging-", dir=state))
+        except OSError as exc:
+            raise io_error(exc, out_dir, "prepare the release output") from None
+        try:
+            yield staging
         finally:
+            remove_entry(staging)
             with contextlib.suppress(OSError):
-                (out_dir / STATE_DIR).rmdir()
+                state.rmdir()
+
+
+def swap_release(staging: Path, out_dir: Path, official: bytes | None) -> None:
+    """Put a staged release in place: bundles first (a registry must never point at bundles that
+    are not there yet), then the registry, then official-plugins.json."""
+    from plugin_packaging._fs.files import write_atomically
+    from plugin_packaging._fs.swap import swap_in
+
+    swap_in(staging / BUNDLES_DIR, out_dir / BUNDLES_DIR)
+    swap_in(staging / REGISTRY_DIR, out_dir / REGISTRY_DIR)
+    if official is not None:
+        write_atomically(out_dir / OFFICIAL_PLUGINS_FILE, official)
 
 
 def published_date(value: str | None) -> str:
@@ -296,7 +328,7 @@ def published_date(value: str | None) -> str:
     return value
 
 
-def _out_dir(settings: Settings) -> Path:
+def output_directory(settings: Settings) -> Path:
     out_dir = settings.dist_dir or settings.root / "dist"
     if out_dir.exists() and not out_dir.is_dir():
         raise PackagingError(
@@ -347,16 +379,27 @@ def _public_key(settings: Settings, existing: PublishedRegistry | None) -> Path 
 
 
 def _notes(settings: Settings) -> tuple[PackagingError, ...]:
-    if settings.signing_key is not None:
-        return ()
-    return (
-        PackagingError(
-            "registry-unsigned",
-            "new manifests are not signed: the server's marketplace refuses a manifest without "
-            "a valid manifest.minisig",
-            hint="pass --signing-key FILE (a minisign secret key) for a release",
-        ),
-    )
+    notes = []
+    if settings.signing_key is None:
+        notes.append(
+            PackagingError(
+                "registry-unsigned",
+                "new manifests are not signed: the server's marketplace refuses a manifest "
+                "without a valid manifest.minisig",
+                hint="pass --signing-key FILE (a minisign secret key) for a release",
+            )
+        )
+    if settings.variants_only:
+        notes.append(
+            PackagingError(
+                "registry-variants-only",
+                "a variants-only pass: the manifests of versions not published yet have no CPU "
+                "bundle and are not signed",
+                hint="merge this output with the CPU pass's (merge-plugin-registries) and publish "
+                "the merged registry",
+            )
+        )
+    return tuple(notes)
 
 
 def _plan_safely(context: _Context, source: PluginSource) -> _Plan:
@@ -995,23 +1038,18 @@ def _carry_out(
     plans: Sequence[_Plan],
     report: ReleaseReport,
     out_dir: Path,
+    staging: Path,
     *,
     mtime: int,
     today: str,
     env: Mapping[str, str],
     official: bytes,
 ) -> ReleaseReport:
-    """Write everything into a staging directory; swap it into `out_dir` only when all succeeded."""
-    from plugin_packaging._fs.swap import remove_entry, swap_in
-
-    state = out_dir / STATE_DIR
-    for leftover in state.glob("staging-*"):
-        remove_entry(leftover)  # from a killed run; we hold the lock, so no one else uses it
-    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=state))
+    """Write everything into `staging`; swap it into `out_dir` only when all succeeded."""
     output = _Output(staging)
     try:
-        with _signing_key(context.settings, env) as key:
-            key_id = _check_key(context, key)
+        with open_signing_key(context.settings, env) as key:
+            key_id = checked_key_id(context.settings, context.public_key, key)
             output.bundles.mkdir()
             output.registry.mkdir()
             entries = [_write_plan_safely(context, plan, output, mtime, key) for plan in plans]
@@ -1022,16 +1060,9 @@ def _carry_out(
         from plugin_packaging.release.checksums import write_sha256sums
 
         write_sha256sums(output.bundles, list(output.bundle_files), known=output.bundle_files)
-        # Bundles first: a registry must never point at bundles that are not there yet.
-        swap_in(output.bundles, out_dir / BUNDLES_DIR)
-        swap_in(output.registry, out_dir / REGISTRY_DIR)
-        staged_official = staging / OFFICIAL_PLUGINS_FILE
-        staged_official.write_bytes(official)
-        os.replace(staged_official, out_dir / OFFICIAL_PLUGINS_FILE)
+        swap_release(staging, out_dir, official)
     except OSError as exc:
-        raise _os_error(exc, out_dir, "write the release output") from None
-    finally:
-        remove_entry(staging)
+        raise io_error(exc, out_dir, "write the release output") from None
     return written
 
 
@@ -1044,7 +1075,7 @@ def release_version_count(entries: Sequence[ReleaseEntry]) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _signing_key(settings: Settings, env: Mapping[str, str]) -> Iterator[SecretKey | None]:
+def open_signing_key(settings: Settings, env: Mapping[str, str]) -> Iterator[SecretKey | None]:
     """The loaded secret key for the block, or None when the release is unsigned.
 
     Opened once per run (a password-protected key takes seconds to decrypt), wiped afterwards.
@@ -1060,20 +1091,22 @@ def _signing_key(settings: Settings, env: Mapping[str, str]) -> Iterator[SecretK
         yield key
 
 
-def _check_key(context: _Context, key: SecretKey | None) -> str | None:
+def checked_key_id(
+    settings: Settings, public_key: Path | None, key: SecretKey | None
+) -> str | None:
     """The signing key's id; it must be the key of the registry's public key, when one is known."""
     if key is None:
         return None
     from plugin_packaging.release.signing import public_key_id, public_key_of
 
     key_id, _ = public_key_of(key)
-    if context.public_key is not None:
-        expected = public_key_id(context.public_key)
+    if public_key is not None:
+        expected = public_key_id(public_key)
         if expected != key_id:
             raise PackagingError(
                 "signing-key-mismatch",
-                f"the signing key is key {key_id}, but the public key {context.public_key.name} is key {expected}",
-                context.settings.signing_key,
+                f"the signing key is key {key_id}, but the public key {public_key.name} is key {expected}",
+                settings.signing_key,
                 hint="sign with the secret key that belongs to the registry's public key "
                 "(or pass the matching --public-key)",
             )
@@ -1162,7 +1195,9 @@ def _write_manifest(
     path = directory / MANIFEST_FILE
     path.write_bytes(manifest_json_bytes(manifest))
     output.manifests.append(manifest)
-    if key is not None:
+    # A variants-only pass writes manifests without a CPU bundle for versions not published
+    # yet; they are halves for merge-plugin-registries, which signs the whole.
+    if key is not None and "bundle" in manifest:
         from plugin_packaging.release.signing import sign_with
 
         sign_with(key, path, signature_path=path.with_name(SIGNATURE_FILE))
@@ -1190,7 +1225,7 @@ def _write_registry_files(
     (output.registry / INDEX_FILE).write_bytes(manifest_json_bytes(index))
 
 
-def _os_error(exc: OSError, path: Path, doing: str) -> PackagingError:
+def io_error(exc: OSError, path: Path, doing: str) -> PackagingError:
     """An operating system failure on the release output, said as a user error."""
     return from_os_error(
         exc,

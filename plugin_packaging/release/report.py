@@ -26,6 +26,7 @@ from plugin_packaging.errors import display_path
 from plugin_packaging.install.report import human_size
 
 if TYPE_CHECKING:
+    from plugin_packaging.release.merge import MergeReport
     from plugin_packaging.release.package import BundleFile, ReleaseEntry, ReleaseReport, Status
     from plugin_packaging.release.verify import BundleReport, VerifiedBundle
     from plugin_packaging.release.versions import VersionReport
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "OutputFormat",
+    "render_merge",
     "render_release",
     "render_verification",
     "render_version_check",
@@ -120,6 +122,51 @@ def _release_summary(report: ReleaseReport) -> str:
     if report.failed:
         return f"{text}: nothing was written to {out}"
     return f"{text}; {registry} -> {display_path(report.bundles_dir)}, {display_path(report.registry_dir)}"
+
+
+# --- merge-plugin-registries ---------------------------------------------------------------------
+
+
+def render_merge(report: MergeReport) -> str:
+    """A line per plugin version (kept from which input, or with variants added), errors with
+    hints and diffs, and a summary."""
+    lines = [error.render() for error in report.errors]
+    lines += [note.render("warning") for note in report.notes]
+    width = max((len(v.plugin_id) for v in report.versions), default=0)
+    version_width = max((len(v.version) for v in report.versions), default=0)
+    tentative = report.failed
+    for item in report.versions:
+        head = f"  {item.plugin_id:<{width}}  {item.version:<{version_width}}"
+        variants = f"variants: {', '.join(item.accelerators)}" if item.accelerators else "cpu only"
+        if item.status == "failed":
+            lines.append(f"  {'FAILED':<15}{head.strip()}")
+        elif item.status == "kept":
+            source = display_path(item.source) if item.source is not None else "?"
+            lines.append(f"  {'kept':<15}{head}  {variants}  (signed manifest from {source})")
+        else:
+            signed = "would be signed" if tentative else "signed anew"
+            lines.append(f"  {'variants added':<15}{head}  {variants}  ({signed})")
+        if item.error is not None:
+            lines.extend("      " + line for line in item.error.render().splitlines())
+        if item.diff:
+            lines.extend("      " + line for line in item.diff.rstrip("\n").splitlines())
+    grown = sum(1 for v in report.versions if v.status == "variants-added")
+    summary = (
+        f"{plural(len(report.versions), 'version')} from {plural(len(report.inputs), 'input')}, "
+        f"{grown} with variants added, {plural(report.bundles, 'bundle')}"
+    )
+    if report.failed:
+        return "\n".join(
+            [
+                *lines,
+                f"{summary}: merge failed, nothing was written to {display_path(report.out_dir)}",
+            ]
+        )
+    if report.key_id:
+        summary += f", new manifests signed by key {report.key_id}"
+    out = display_path(report.out_dir)
+    lines.append(f"{summary} -> {out}/bundles, {out}/registry")
+    return "\n".join(lines)
 
 
 # --- check-registry-versions ---------------------------------------------------------------------

@@ -198,4 +198,67 @@ def check_registry_versions(
         raise Exit(code=1)
 
 
-TASKS = [package_plugins_native, verify_plugin_bundles, check_registry_versions]
+@task(
+    iterable=["input"],
+    help={
+        "root": COMMON_HELP["root"],
+        "input": "the --out directory of one package-plugins-native pass (the CPU pass, a "
+        "--variants-only pass...); repeatable, at least one" + _PATHS,
+        "out": "where the merged bundles/ and registry/ are written (default: plugins.dist_dir, "
+        "dist)" + _PATHS,
+        "signing_key": "minisign secret key that signs the manifests whose variants grew; an "
+        "encrypted key's password comes from $MINISIGN_PASSWORD (see --password-env)" + _PATHS,
+        "password_env": "environment variable holding the signing key's password (default "
+        "MINISIGN_PASSWORD)",
+        "public_key": "minisign public key: checks the signatures kept and goes into the registry "
+        "(default: the inputs' streamkit.pub)" + _PATHS,
+        "registry_base_url": "URL the registry/ directory is served from, for index.json (as given "
+        "to package-plugins-native)",
+        "published_at": "date for versions no input dates, YYYY-MM-DD (default: today, UTC)",
+    },
+)
+@user_errors
+def merge_plugin_registries(
+    c: Context,
+    root: str | None = None,
+    input: list[str] | None = None,
+    out: str | None = None,
+    signing_key: str | None = None,
+    password_env: str | None = None,
+    public_key: str | None = None,
+    registry_base_url: str | None = None,
+    published_at: str | None = None,
+) -> None:
+    """Merge the outputs of the passes of a distributed release into one registry, append-only.
+
+    Each version's manifest is the CPU pass's plus the variants the other passes add; anything
+    else that differs between the passes fails the merge with a diff. Manifests equal to an
+    input's keep their signature; only those whose variants grew are signed again. Bundles are
+    copied with one SHA256SUMS, index.json is rebuilt. Exit status 0 on success, 1 when the
+    passes disagree, 2 for usage errors.
+    """
+    from plugin_packaging.release.merge import merge_registries
+    from plugin_packaging.release.report import render_merge
+
+    settings = settings_for(
+        c,
+        root,
+        dist_dir=out,
+        signing_key=signing_key,
+        signing_password_env=password_env,
+        public_key=public_key,
+        registry_base_url=registry_base_url,
+        published_at=published_at,
+    )
+    report = merge_registries(settings, [settings.root / path for path in input or ()])
+    print(render_merge(report))
+    if report.failed:
+        raise Exit(code=1)
+
+
+TASKS = [
+    package_plugins_native,
+    verify_plugin_bundles,
+    check_registry_versions,
+    merge_plugin_registries,
+]
