@@ -85,14 +85,16 @@ class Release:
         )
         self.dist = tmp_path / "dist"
 
-    def cpu_pass(self, *args: str) -> Path:
+    def key(self, signed: bool) -> tuple[str, ...]:
+        return ("--signing-key", str(self.secret)) if signed else ()
+
+    def cpu_pass(self, *args: str, signed: bool = True) -> Path:
         out = self.tmp / "dist-cpu"
         code, text = package(
             self.cpu,
             "--existing-registry",
             str(self.published),
-            "--signing-key",
-            str(self.secret),
+            *self.key(signed),
             "--out",
             str(out),
             *args,
@@ -100,7 +102,7 @@ class Release:
         assert code == 0, text
         return out
 
-    def cuda_pass(self, *args: str) -> Path:
+    def cuda_pass(self, *args: str, signed: bool = True) -> Path:
         out = self.tmp / "dist-cuda"
         code, text = package(
             self.cuda,
@@ -109,8 +111,7 @@ class Release:
             "--variants-only",
             "--accelerator",
             "cuda",
-            "--signing-key",
-            str(self.secret),
+            *self.key(signed),
             "--out",
             str(out),
             *args,
@@ -171,7 +172,8 @@ def test_a_cpu_pass_and_a_cuda_pass_merge_into_one_signed_append_only_registry(
         tar_file(bundles / "whisper-0.4.0-cuda-bundle.tar.zst", "libwhisper.so")
         == (release.cuda / "target/plugins/release/libwhisper.so").read_bytes()
     )
-    assert "variants added   whisper   0.4.0  variants: cuda  (signed anew)" in out
+    assert "written whisper   0.4.0  variants: cuda  (signed)" in out
+    assert "kept    parakeet  0.1.0  cpu only  (signature kept, from " in out
     # Published versions: nothing changed but variants, signatures kept byte for byte.
     for plugin_id, version in (("whisper", "0.3.0"), ("parakeet", "0.1.0")):
         files = registry / "plugins" / plugin_id / version
@@ -211,6 +213,22 @@ def test_a_cpu_pass_and_a_cuda_pass_merge_into_one_signed_append_only_registry(
         str(registry),
     )
     assert code == 0, out
+
+
+def test_only_the_merge_needs_the_secret_key(release: Release) -> None:
+    cpu, cuda = release.cpu_pass(signed=False), release.cuda_pass(signed=False)
+    args = ("--input", str(cpu), "--input", str(cuda), "--out", str(release.dist))
+    code, out = merge(release.tmp, *args)
+    assert code == 0, out
+    assert "warning[registry-unsigned]" in out and "NOT signed" in out
+    code, out = merge(release.tmp, *args, "--signing-key", str(release.secret))
+    assert code == 0, out
+    registry = release.dist / "registry"
+    assert "written helsinki  0.2.0  variants: cuda  (signed)" in out
+    assert "written whisper   0.4.0  variants: cuda  (signed)" in out
+    assert "kept    whisper   0.3.0  cpu only" in out
+    for manifest in registry.glob("plugins/*/*/manifest.json"):
+        assert cli_verifies(release.public, manifest).returncode == 0, manifest
 
 
 def test_passes_built_from_different_sources_do_not_merge(release: Release) -> None:

@@ -64,7 +64,9 @@ from plugin_packaging.settings import Settings
 if TYPE_CHECKING:
     from minisign import SecretKey
 
-MergeStatus = Literal["kept", "variants-added", "failed"]
+#: kept: an input's manifest and signature, byte for byte; written: the merged manifest, new
+#: (its variants grew beyond every input's, or no input had it signed), signed with the key.
+MergeStatus = Literal["kept", "written", "failed"]
 _BUNDLE_SUFFIX = ".tar.zst"
 
 
@@ -354,7 +356,7 @@ def _result(item: _Merged) -> MergedVersion:
         return MergedVersion(
             item.plugin_id, item.version, "failed", accelerators, error=error, diff=item.diff
         )
-    status: MergeStatus = "kept" if item.same_as is not None else "variants-added"
+    status: MergeStatus = "kept" if item.same_as is not None else "written"
     return MergedVersion(item.plugin_id, item.version, status, accelerators, source=item.source)
 
 

@@ -128,44 +128,43 @@ def _release_summary(report: ReleaseReport) -> str:
 
 
 def render_merge(report: MergeReport) -> str:
-    """A line per plugin version (kept from which input, or with variants added), errors with
-    hints and diffs, and a summary."""
+    """A line per plugin version (kept from which input, or written anew), errors with hints
+    and diffs, and a summary."""
     lines = [error.render() for error in report.errors]
     lines += [note.render("warning") for note in report.notes]
     width = max((len(v.plugin_id) for v in report.versions), default=0)
     version_width = max((len(v.version) for v in report.versions), default=0)
-    tentative = report.failed
     for item in report.versions:
-        head = f"  {item.plugin_id:<{width}}  {item.version:<{version_width}}"
+        head = f"  {item.status if item.status != 'failed' else 'FAILED':<8}"
+        head += f"{item.plugin_id:<{width}}  {item.version:<{version_width}}"
         variants = f"variants: {', '.join(item.accelerators)}" if item.accelerators else "cpu only"
-        if item.status == "failed":
-            lines.append(f"  {'FAILED':<15}{head.strip()}")
-        elif item.status == "kept":
+        if item.status == "kept":
             source = display_path(item.source) if item.source is not None else "?"
-            lines.append(f"  {'kept':<15}{head}  {variants}  (signed manifest from {source})")
+            lines.append(f"{head}  {variants}  (signature kept, from {source})")
+        elif item.status == "written":
+            if report.failed:
+                signed = "would be signed"
+            else:
+                signed = "signed" if report.key_id else "NOT signed"
+            lines.append(f"{head}  {variants}  ({signed})")
         else:
-            signed = "would be signed" if tentative else "signed anew"
-            lines.append(f"  {'variants added':<15}{head}  {variants}  ({signed})")
+            lines.append(head.rstrip())
         if item.error is not None:
             lines.extend("      " + line for line in item.error.render().splitlines())
         if item.diff:
             lines.extend("      " + line for line in item.diff.rstrip("\n").splitlines())
-    grown = sum(1 for v in report.versions if v.status == "variants-added")
+    written = sum(1 for v in report.versions if v.status == "written")
     summary = (
         f"{plural(len(report.versions), 'version')} from {plural(len(report.inputs), 'input')}, "
-        f"{grown} with variants added, {plural(report.bundles, 'bundle')}"
+        f"{written} written anew, {plural(report.bundles, 'bundle')}"
     )
-    if report.failed:
-        return "\n".join(
-            [
-                *lines,
-                f"{summary}: merge failed, nothing was written to {display_path(report.out_dir)}",
-            ]
-        )
-    if report.key_id:
-        summary += f", new manifests signed by key {report.key_id}"
     out = display_path(report.out_dir)
-    lines.append(f"{summary} -> {out}/bundles, {out}/registry")
+    if report.failed:
+        lines.append(f"{summary}: merge failed, nothing was written to {out}")
+    else:
+        if report.key_id:
+            summary += f", signed by key {report.key_id}"
+        lines.append(f"{summary} -> {out}/bundles, {out}/registry")
     return "\n".join(lines)
 
 
