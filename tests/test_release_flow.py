@@ -305,3 +305,57 @@ def test_bundled_plugin_yml_and_manifest_are_in_every_cuda_bundle(tree: Path) ->
     assert code == 0, out
     members = tar_members(tree / "dist" / "bundles" / "whisper-0.3.0-cuda-bundle.tar.zst")
     assert sorted(members) == ["libwhisper.so", "manifest.json", "plugin.yml"]
+
+
+def exports(library: Path, symbol: str) -> bool:
+    from elftools.elf.elffile import ELFFile
+
+    with open(library, "rb") as handle:
+        table = ELFFile(handle).get_section_by_name(".dynsym")
+        return any(s.name == symbol for s in table.iter_symbols())
+
+
+def test_a_cuda_pass_builds_the_plugins_that_declare_cuda_with_their_cuda_feature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARGO_NET_OFFLINE", "true")
+    monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
+    root = tmp_path / "streamkit"
+    whisper = whisper_crate(root)
+    edit_source(whisper / "plugin.yml", accelerators=["cpu", "cuda"])
+    with open(whisper / "Cargo.toml", "a") as cargo:
+        cargo.write("\n[features]\ndefault = []\ncuda = []\n")
+    (whisper / "src" / "lib.rs").write_text(
+        '#[cfg(feature = "cuda")]\n#[no_mangle]\npub extern "C" fn built_for_cuda() {}\n'
+    )
+    write_source(
+        root,
+        "helsinki",
+        GOOD_C_KIND,
+        "helsinki",
+        "0.2.0",
+        accelerators=["cpu", "cuda"],
+        artifact_cuda="target/plugins-cuda/release/libhelsinki.so",
+    )
+    write_source(root, "parakeet", GOOD_C_KIND, "parakeet", "0.1.0")
+    no_extras(root)
+    code, out = run_in_process(
+        "build-plugins-native", "--root", str(root), "--accelerator", "cuda", "--dry-run"
+    )
+    assert code == 0, out
+    assert "whisper/Cargo.toml --release --features cuda" in out
+    assert (
+        "CARGO_TARGET_DIR=target/plugins-cuda cargo build --manifest-path "
+        "plugins/native/helsinki/Cargo.toml --release\n"
+    ) in out
+    assert "parakeet" not in out and "2 plugin(s) would be built" in out
+
+    code, out = run_in_process(
+        "build-plugins-native", "--root", str(root), "--accelerator", "cuda", "--only", "whisper"
+    )
+    assert code == 0, out
+    library = root / "target" / "plugins" / "release" / "libwhisper.so"
+    assert exports(library, "built_for_cuda")
+    code, out = run_in_process("build-plugins-native", "--root", str(root), "--only", "whisper")
+    assert code == 0, out
+    assert not exports(library, "built_for_cuda")

@@ -10,6 +10,11 @@ Each plugin source gets one `BuildStep`, decided in this order:
    plugins, the crate's own `target` for examples).
 3. A Makefile (`GNUmakefile`, `makefile`, `Makefile`) in that directory: `make -C <dir>`.
 
+With an accelerator (`--accelerator cuda`, a release's CUDA pass), only the plugins that list it
+in `accelerators` (or declare `artifact_<accelerator>`) are built, as StreamKit's
+build_official_plugins_cuda.sh does: cargo with `--features <accelerator>` when the crate has
+that feature, into `artifact_<accelerator>` when declared, else in place of `artifact`.
+
 Steps run one after another (cargo parallelises inside a build, and the official plugins share
 one target directory and its lock anyway). The tool's output is streamed as it comes; the end of
 a failed build's output is kept for the summary, so that the error is visible after 16 plugins
@@ -141,8 +146,12 @@ def plan_builds(
     profile: Profile = "release",
     jobs: int | None = None,
     scan: SourceScan | None = None,
+    accelerator: str | None = None,
 ) -> BuildPlan:
-    """Decide how every plugin source (or those named by `only`) is built; run nothing."""
+    """Decide how every plugin source (or those named by `only`) is built; run nothing.
+
+    With `accelerator`, the plugins that declare it, built for it (see the module's doc).
+    """
     if profile not in PROFILES:
         raise PackagingError(
             "bad-profile", f"unknown build profile {profile!r}", hint="use release or debug"
@@ -151,11 +160,15 @@ def plan_builds(
         raise PackagingError("bad-jobs", f"--jobs must be a positive integer, not {jobs!r}")
     scan = scan if scan is not None else scan_sources(settings)
     selected = select_sources(scan, only)
+    if accelerator is not None:
+        selected = [source for source in selected if declares_accelerator(source, accelerator)]
     steps: list[BuildStep] = []
     unbuildable: list[BuildResult] = []
     for source in selected:
         try:
-            steps.append(build_step(settings, source, profile=profile, jobs=jobs))
+            steps.append(
+                build_step(settings, source, profile=profile, jobs=jobs, accelerator=accelerator)
+            )
         except PackagingError as exc:
             unbuildable.append(BuildResult(source.id, "failed", error=exc))
     known = {s.id for s in scan.sources}
@@ -178,11 +191,29 @@ def plan_builds(
     )
 
 
+def declares_accelerator(source: PluginSource, accelerator: str) -> bool:
+    """The plugin has a build for `accelerator`: listed in `accelerators`, or `artifact_<name>`."""
+    listed = source.data.get("accelerators")
+    return f"artifact_{accelerator}" in source.data or (
+        isinstance(listed, list) and accelerator in listed
+    )
+
+
 def build_step(
-    settings: Settings, source: PluginSource, *, profile: Profile, jobs: int | None
+    settings: Settings,
+    source: PluginSource,
+    *,
+    profile: Profile,
+    jobs: int | None,
+    accelerator: str | None = None,
 ) -> BuildStep:
     """The one command that builds `source`; raises when nothing says how to build it."""
-    step = _recipe_step(settings, source, profile=profile, jobs=jobs)
+    if accelerator is not None:
+        declared = source.data.get(f"artifact_{accelerator}")
+        if isinstance(declared, str):
+            # The accelerator's build goes where the release looks for it.
+            source = replace(source, artifact=PurePosixPath(declared))
+    step = _recipe_step(settings, source, profile=profile, jobs=jobs, accelerator=accelerator)
     extra_env = settings.build_env.get(source.id)
     if extra_env:
         return replace(step, env={**step.env, **extra_env})
@@ -190,7 +221,12 @@ def build_step(
 
 
 def _recipe_step(
-    settings: Settings, source: PluginSource, *, profile: Profile, jobs: int | None
+    settings: Settings,
+    source: PluginSource,
+    *,
+    profile: Profile,
+    jobs: int | None,
+    accelerator: str | None,
 ) -> BuildStep:
     declared = artifact_path(source, settings.platform)
     command = settings.build_commands.get(source.id)
@@ -206,7 +242,7 @@ def _recipe_step(
         )
     crate_dir = source.crate_dir
     if crate_dir is not None and (crate_dir / "Cargo.toml").is_file():
-        return _cargo_step(settings, source, declared, profile, jobs)
+        return _cargo_step(settings, source, declared, profile, jobs, accelerator)
     makefile = _makefile(crate_dir) if crate_dir is not None else None
     if makefile is not None and crate_dir is not None:
         argv = ["make", "-C", str(crate_dir)]
@@ -254,6 +290,7 @@ def _cargo_step(
     declared: PurePosixPath,
     profile: Profile,
     jobs: int | None,
+    accelerator: str | None = None,
 ) -> BuildStep:
     assert source.crate_dir is not None
     target = cargo_target_dir(declared)
@@ -272,6 +309,12 @@ def _cargo_step(
         argv.append("--release")
     if jobs is not None:
         argv += ["-j", str(jobs)]
+    if accelerator is not None:
+        from plugin_packaging.sources.cargo import read_crate
+
+        crate = read_crate(source.crate_dir, stop_at=settings.root)
+        if crate is not None and accelerator in crate.features:
+            argv += ["--features", accelerator]
     argv += settings.cargo_args
     # The profile component is replaced only for the output check: `--debug` builds the debug
     # profile, while installing keeps using the artifact paths as declared.
@@ -306,10 +349,11 @@ def build_plugins(
     jobs: int | None = None,
     dry_run: bool = False,
     out: TextIO | None = None,
+    accelerator: str | None = None,
 ) -> BuildReport:
     """Build every plugin source (or those in `only`), streaming the tools' output to `out`."""
     out = out if out is not None else sys.stdout
-    plan = plan_builds(settings, only=only, profile=profile, jobs=jobs)
+    plan = plan_builds(settings, only=only, profile=profile, jobs=jobs, accelerator=accelerator)
     return run_plan(settings, plan, dry_run=dry_run, out=out)
 
 

@@ -31,6 +31,8 @@ class CrateInfo:
     repository: str | None
     homepage: str | None
     lib_name: str | None
+    #: The names in `[features]`.
+    features: tuple[str, ...] = ()
 
     @property
     def library_stem(self) -> str | None:
@@ -79,10 +81,12 @@ def read_crate(crate_dir: Path, *, stop_at: Path | None = None) -> CrateInfo | N
         values[key] = value if isinstance(value, str) else None
     name = package.get("name")
     lib_name = lib.get("name")
+    features = document.get("features")
     return CrateInfo(
         path=path,
         name=name if isinstance(name, str) else None,
         lib_name=lib_name if isinstance(lib_name, str) else None,
+        features=tuple(str(f) for f in features) if isinstance(features, Mapping) else (),
         **values,
     )
 

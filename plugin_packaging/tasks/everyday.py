@@ -33,6 +33,9 @@ _BUILD_HELP = {
     "release artifacts)",
     "jobs": "passed to cargo and make as -j N (default: their own, one per CPU)",
     "dry_run": "print the build command of each plugin and run nothing",
+    "accelerator": "build the NAME variants (e.g. cuda, a release's CUDA pass): only plugins that "
+    "list NAME in `accelerators`, with --features NAME when the crate has it, into "
+    "artifact_NAME when declared",
 }
 
 
@@ -52,6 +55,7 @@ def build_plugins_native(
     release: bool = False,
     debug: bool = False,
     jobs: int = 0,
+    accelerator: str | None = None,
 ) -> None:
     """Build every native plugin source: cargo crates, and C plugins by their declared command.
 
@@ -66,7 +70,12 @@ def build_plugins_native(
     settings = settings_for(c, root)
     profile = _profile(release, debug)
     report = build_plugins(
-        settings, only=only or (), profile=profile, jobs=jobs or None, dry_run=dry_run
+        settings,
+        only=only or (),
+        profile=profile,
+        jobs=jobs or None,
+        dry_run=dry_run,
+        accelerator=accelerator,
     )
     print(render_build_summary(report, settings.root))
     if report.interrupted:
