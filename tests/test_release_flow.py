@@ -90,8 +90,8 @@ def test_a_missing_cuda_build_fails_the_pass_unless_allowed(tree: Path) -> None:
 # --- item 3: immutability without builds --------------------------------------------------------
 
 
-def publish(tree: Path, tmp_path: Path) -> Path:
-    code, out = package(tree)
+def publish(tree: Path, tmp_path: Path, *args: str) -> Path:
+    code, out = package(tree, *args)
     assert code == 0, out
     published = tmp_path / "published"
     shutil.copytree(tree / "dist" / "registry", published)
@@ -218,12 +218,15 @@ def test_the_output_directory_holds_only_the_release(tree: Path) -> None:
 
 
 def test_a_failed_plugin_is_listed_once(tree: Path, tmp_path: Path) -> None:
-    published = publish(tree, tmp_path)
+    published = publish(tree, tmp_path, "--accelerator", "cuda")  # whisper: bundle and variant
+    # parakeet's manifest cannot even be read now; whisper's would change a published version.
     edit_source(tree / "plugins" / "native" / "parakeet" / "plugin.yml", node_kind="bad::kind")
+    edit_source(tree / "plugins" / "native" / "whisper" / "plugin.yml", description="better")
     code, out = package(tree, "--existing-registry", str(published))
     assert code == 1, out
-    lines = [line for line in out.splitlines() if re.match(r"  \S.* parakeet( |$)", line)]
-    assert len(lines) == 1 and "FAILED" in lines[0], out
+    for plugin_id in ("parakeet", "whisper"):
+        lines = [line for line in out.splitlines() if re.match(rf"  \S.* {plugin_id}( |$)", line)]
+        assert len(lines) == 1 and "FAILED" in lines[0], out
 
 
 # --- item 5: release builds ---------------------------------------------------------------------

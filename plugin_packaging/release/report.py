@@ -82,7 +82,9 @@ def _entry_lines(entry: ReleaseEntry, widths: tuple[int, int, int], dry_run: boo
     width, version_width, file_width = widths
     label = _LABELS[entry.status][1 if dry_run else 0]
     head = f"  {label:<17} {entry.id:<{width}}  {entry.version or '':<{version_width}}"
-    lines = [f"{head}  {_bundle_text(b, file_width)}".rstrip() for b in entry.bundles]
+    # A failed version gets one line, whatever bundles it has (its error says the rest).
+    shown = entry.bundles if entry.status != "failed" else ()
+    lines = [f"{head}  {_bundle_text(b, file_width)}".rstrip() for b in shown]
     if not lines:
         lines = [f"{head}  {entry.detail or ''}".rstrip() if entry.error is None else head.rstrip()]
     if entry.error is not None:

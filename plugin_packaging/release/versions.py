@@ -64,7 +64,18 @@ def registry_to_check(settings: Settings) -> Path:
 def check_registry_versions(settings: Settings, *, only: Sequence[str] = ()) -> VersionReport:
     """Compare every released plugin's (or those in `only`) would-be manifest with the registry."""
     registry_dir = registry_to_check(settings)
-    registry = read_registry(registry_dir)
+    try:
+        registry = read_registry(registry_dir)
+    except PackagingError as exc:
+        if exc.code != "registry-missing":
+            raise
+        raise PackagingError(
+            exc.code,
+            exc.message,
+            exc.path,
+            hint="pass --registry DIR (the published registry; StreamKit commits it in "
+            f"{COMMITTED_REGISTRY})",
+        ) from None
     scan = scan_sources(settings)
     selected = select_sources(scan, only)
     if not only:
