@@ -1,16 +1,20 @@
 """Release packaging: a reproducible bundle archive per built plugin, and the registry that lists it.
 
 The same discovery and the same generated `plugin.yml` as `copy-plugins-native` (sources ->
-artifacts -> manifest), then, per plugin version:
+artifacts -> manifest), for the release set (the official plugins, and extras declared with
+`release: true`), then, per plugin version:
 
-- *plan* (read-only, also what `--dry-run` shows): is the plugin built, what goes into its bundle
-  (library at its `entrypoint`, `plugin.yml`, `manifest.json`, declared `extra_files`), and what
-  the published registry already says about this version;
+- *plan* (read-only, also what `--dry-run` shows): the manifest from the sources alone, what the
+  published registry already says about this version, which libraries the release needs (the
+  CPU build of a new version, unless this is a variants-only pass; the build of each requested
+  accelerator the plugin declares) and whether they are built (a missing one fails the release
+  unless `--allow-missing`), and what goes into each bundle (library at its `entrypoint`,
+  `plugin.yml`, `manifest.json`, declared `extra_files`);
 - *append-only*: a version that is already published is never rebuilt. Its manifest is compared
-  with the one this build would write (without the `bundle` block, as StreamKit's builder does);
-  a difference fails the run with a unified diff and the advice to bump the version, no
-  difference carries the published manifest and signature over byte for byte. Only variants for
-  accelerators not published yet may be added, which re-signs that manifest;
+  with the one the sources give now (without the `bundle` block, as StreamKit's builder does),
+  built or not; a difference fails the run with a unified diff and the advice to bump the
+  version, no difference carries the published manifest and signature over byte for byte. Only
+  variants for accelerators not published yet may be added, which re-signs that manifest;
 - *write*: bundles (`write_bundle`: sorted members, fixed mtime from SOURCE_DATE_EPOCH, no owner)
   and the whole registry are built in a staging directory inside `<out>`, signed, checksummed,
   and swapped into `<out>/bundles` and `<out>/registry` only when everything succeeded. A failed
