@@ -86,8 +86,31 @@ DEFAULTS: dict[str, Any] = {
     # typo gets our message rather than invoke's ValueError.
     "bundle_max_unpacked_bytes": None,
     "bundle_max_members": None,
+    # Release bundles bring the shared libraries their plugin needs (release/vendor.py):
+    # `search_dirs` are looked in first, `exclude` (file name patterns) are left to the target
+    # system, `per_plugin: {id: {enabled, search_dirs, exclude}}` adds to or turns off the rest.
+    # `enabled: false` turns it off everywhere (so does --no-vendor). Lists default to None, for
+    # the same reason as cargo_args: INVOKE_PLUGINS_VENDOR_* values then arrive as text.
+    "vendor": {"enabled": True, "search_dirs": None, "exclude": None, "per_plugin": {}},
 }
 _BUNDLE_LIMITS = {"bundle_max_unpacked_bytes": 4 << 30, "bundle_max_members": 10_000}
+
+
+@dataclass(frozen=True)
+class VendorSettings:
+    """How release bundles vendor shared-library dependencies (`plugins.vendor`)."""
+
+    enabled: bool = True
+    #: Searched before the loader's own search path (absolute, or taken from the root).
+    search_dirs: tuple[Path, ...] = ()
+    #: fnmatch patterns of needed library names never vendored: the target system provides them.
+    exclude: tuple[str, ...] = ()
+    #: plugin id -> its own settings, already merged with the ones above.
+    per_plugin: Mapping[str, VendorSettings] = field(default_factory=dict)
+
+    def for_plugin(self, plugin_id: str) -> VendorSettings:
+        """The settings that apply to one plugin."""
+        return self.per_plugin.get(plugin_id, self)
 
 
 @dataclass(frozen=True)
@@ -128,6 +151,7 @@ class Settings:
     published_at: str | None = None
     bundle_max_unpacked_bytes: int = _BUNDLE_LIMITS["bundle_max_unpacked_bytes"]
     bundle_max_members: int = _BUNDLE_LIMITS["bundle_max_members"]
+    vendor: VendorSettings = field(default_factory=VendorSettings)
 
     @property
     def native_dir(self) -> Path:
@@ -242,6 +266,7 @@ class Settings:
             variants_only=bool(values.get("variants_only", False)),
             published_at=str(values["published_at"]) if values.get("published_at") else None,
             **limits,
+            vendor=_vendor_settings(root, values.get("vendor", DEFAULTS["vendor"])),
         )
 
 
@@ -370,3 +395,77 @@ def _build_env(value: Any) -> dict[str, dict[str, str | None]]:
             name: None if item is None else str(item) for name, item in variables.items()
         }
     return out
+
+
+_VENDOR_KEYS = ("enabled", "search_dirs", "exclude")
+
+
+def _vendor_settings(root: Path, value: Any) -> VendorSettings:
+    """`plugins.vendor`: a mapping, or `false` to turn vendoring off for every plugin."""
+    if value is False or value is None:
+        return VendorSettings(enabled=value is None)
+    if not isinstance(value, Mapping):
+        raise PackagingError(
+            "bad-setting",
+            f"plugins.vendor must be a mapping or false, not {value!r}",
+            hint="e.g. vendor: {search_dirs: [/opt/sherpa/lib], exclude: [libcuda.so.*]}",
+        )
+    defaults = _vendor_section(root, value, "plugins.vendor", VendorSettings(), ("per_plugin",))
+    per_plugin = value.get("per_plugin") or {}
+    if not isinstance(per_plugin, Mapping):
+        raise PackagingError(
+            "bad-setting",
+            "plugins.vendor.per_plugin must map plugin ids to vendor settings",
+            hint="e.g. per_plugin: {whisper: {enabled: false}}",
+        )
+    plugins = {}
+    for plugin_id, own in per_plugin.items():
+        key = f"plugins.vendor.per_plugin.{plugin_id}"
+        if own is False:
+            own = {"enabled": False}
+        if not isinstance(own, Mapping):
+            raise PackagingError("bad-setting", f"{key} must be a mapping or false, not {own!r}")
+        plugins[str(plugin_id)] = _vendor_section(root, own, key, defaults, ())
+    return VendorSettings(defaults.enabled, defaults.search_dirs, defaults.exclude, plugins)
+
+
+def _vendor_section(
+    root: Path, value: Mapping[str, Any], key: str, base: VendorSettings, more: tuple[str, ...]
+) -> VendorSettings:
+    """One level of vendor settings: its own directories and patterns come before `base`'s."""
+    unknown = sorted(str(k) for k in value if k not in (*_VENDOR_KEYS, *more))
+    if unknown:
+        raise PackagingError(
+            "bad-setting",
+            f"{key} has unknown key(s) {', '.join(unknown)}",
+            hint="known keys: " + ", ".join((*_VENDOR_KEYS, *more)),
+        )
+    enabled = value.get("enabled")
+    if enabled is None:
+        enabled = base.enabled
+    elif isinstance(enabled, str) and enabled.lower() in ("true", "false", "1", "0", "yes", "no"):
+        enabled = enabled.lower() in ("true", "1", "yes")  # from INVOKE_PLUGINS_VENDOR_ENABLED
+    elif not isinstance(enabled, bool):
+        raise PackagingError("bad-setting", f"{key}.enabled must be true or false, not {enabled!r}")
+    directories = _path_list(value.get("search_dirs"), f"{key}.search_dirs")
+    exclude = _path_list(value.get("exclude"), f"{key}.exclude")
+    return VendorSettings(
+        enabled=enabled,
+        search_dirs=tuple(root / Path(d).expanduser() for d in directories) + base.search_dirs,
+        exclude=exclude + base.exclude,
+    )
+
+
+def _path_list(value: Any, key: str) -> tuple[str, ...]:
+    """A list of strings, or one string of entries separated by `:` (as in an environment)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(part for part in value.split(":") if part)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise PackagingError(
+        "bad-setting",
+        f"{key} must be a list of strings, not {value!r}",
+        hint='e.g. ["/opt/sherpa-onnx/lib"]',
+    )

@@ -64,8 +64,13 @@ def packaged(
     extras: dict[str, Path] | None = None,
     args: tuple[str, ...] = (),
     cuda: Path | None = None,
+    vendor: bool = True,
 ) -> Path:
-    """Package `library` as plugin `demo` 1.0.0 (with `extras`: bundle name -> file); return <out>."""
+    """Package `library` as plugin `demo` 1.0.0 (with `extras`: bundle name -> file); return <out>.
+
+    `vendor=False` packages with --no-vendor, as StreamKit's builder did for plugins it did not
+    know: the way to get the unportable bundles the portability rules are there to refuse.
+    """
     root = tmp_path / "tree"
     root.mkdir()
     no_extras(root)
@@ -82,6 +87,8 @@ def packaged(
         shutil.copyfile(cuda, root / "target" / "cuda" / "libdemo.so")
     write_source(root, "demo", GOOD_C_KIND, "demo", "1.0.0", **more)
     install_library(root, library, "demo")
+    if not vendor:
+        args = (*args, "--no-vendor")
     code, out = run_in_process("package-plugins-native", "--root", str(root), *args)
     assert code == 0, out
     return root / "dist"
@@ -401,7 +408,7 @@ def test_a_renamed_bundle_is_named_back(tmp_path: Path, native_libs: NativeLibra
 def test_a_search_path_into_usr_local_lib_is_an_error(
     tmp_path: Path, native_libs: NativeLibraries, variant: str, tag: str
 ) -> None:
-    dist = packaged(tmp_path, getattr(native_libs, variant))
+    dist = packaged(tmp_path, getattr(native_libs, variant), vendor=False)
     code, document = verify_json("--bundles", str(dist / "bundles"))
     assert code == 1
     assert codes(document) == ["bundle-search-path-absolute"]  # not twice, as the loader rule too
@@ -413,7 +420,9 @@ def test_a_search_path_into_usr_local_lib_is_an_error(
 def test_a_dependency_that_is_not_vendored_is_an_error(
     tmp_path: Path, native_libs: NativeLibraries
 ) -> None:
-    dist = packaged(tmp_path, native_libs.vendored_dep)  # its dependency left out of the bundle
+    dist = packaged(
+        tmp_path, native_libs.vendored_dep, vendor=False
+    )  # its dependency left out of the bundle
     code, document = verify_json("--bundles", str(dist / "bundles"))
     assert code == 1
     finding = next(f for f in document["findings"] if f["code"] == "bundle-dependency-not-vendored")
@@ -431,6 +440,7 @@ def test_a_vendored_dependency_the_runpath_does_not_reach_is_an_error(
         extras={
             MISSING_DEPENDENCY_NAME: native_libs.vendored_dep.parent / VENDORED_DEPENDENCY_NAME
         },
+        vendor=False,  # vendoring would set the RUNPATH that reaches it
     )
     code, out = verify("--bundles", str(dist / "bundles"))
     assert code == 1
@@ -488,7 +498,7 @@ def test_the_entry_library_meets_the_checkers_library_rules(
 
 
 def test_rules_can_be_regraded_in_invoke_yaml(tmp_path: Path, native_libs: NativeLibraries) -> None:
-    dist = packaged(tmp_path, native_libs.runpath_usr_local)
+    dist = packaged(tmp_path, native_libs.runpath_usr_local, vendor=False)
     root = tmp_path / "tree"
     (root / "invoke.yaml").write_text(
         "plugins:\n  extras:\n    gain-native:\n      enabled: false\n"
@@ -505,7 +515,7 @@ def test_rules_can_be_regraded_in_invoke_yaml(tmp_path: Path, native_libs: Nativ
 
 
 def test_github_format_annotates_each_finding(tmp_path: Path, native_libs: NativeLibraries) -> None:
-    dist = packaged(tmp_path, native_libs.rpath_usr_local)
+    dist = packaged(tmp_path, native_libs.rpath_usr_local, vendor=False)
     code, out = verify("--bundles", str(dist / "bundles"), "--format", "github")
     assert code == 1
     first = out.splitlines()[0]

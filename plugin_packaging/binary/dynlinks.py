@@ -267,13 +267,21 @@ class DependencyResolver:
         environment: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         read_cache: Callable[[], dict[str, list[tuple[str, str]]]] = read_system_cache,
+        first_directories: tuple[str, Sequence[str]] | None = None,
     ) -> None:
+        """`first_directories`, (label, directories), are searched before anything else: the
+        directories a user named for finding libraries to vendor (`plugins.vendor.search_dirs`)."""
         env = os.environ if environment is None else environment
         self._library_path = env.get("LD_LIBRARY_PATH", "")
         self._cwd = cwd or Path.cwd()
         self._read_cache = read_cache
         self._cache: dict[str, list[tuple[str, str]]] | None = None
         self._exists: dict[str, bool] = {}
+        self._first = (
+            (first_directories[0], [str(d) for d in first_directories[1]])
+            if first_directories is not None and first_directories[1]
+            else None
+        )
 
     def resolve(self, info: LibraryInfo, opened_from: Path) -> tuple[Dependency, ...]:
         """Where each of `info.needed` comes from when `opened_from` is dlopen'ed."""
@@ -285,7 +293,9 @@ class DependencyResolver:
         origin = Path(os.path.abspath(opened_from)).parent
         parts = []
         for label, entries in self._search_order(info, origin):
-            if label in ("RPATH", "RUNPATH", "LD_LIBRARY_PATH"):
+            if self._first is not None and label == self._first[0]:
+                parts.append(f"{label} {':'.join(entries)}")
+            elif label in ("RPATH", "RUNPATH", "LD_LIBRARY_PATH"):
                 shown = ":".join(entries) if entries else "unset"
                 if label != "LD_LIBRARY_PATH" and not entries:
                     continue
@@ -303,7 +313,7 @@ class DependencyResolver:
                     out.append(value or ".")
             return out
 
-        order: list[tuple[str, list[str]]] = []
+        order: list[tuple[str, list[str]]] = [self._first] if self._first is not None else []
         if info.rpath and not info.runpath:
             order.append(("RPATH", expanded(info.rpath)))
         library_path = (

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from plugin_packaging.release.archive import ArchiveMember
     from plugin_packaging.release.published import PublishedRegistry, PublishedVersion
+    from plugin_packaging.release.vendor import VendorPlan
     from plugin_packaging.sources.artifacts import Artifact
     from plugin_packaging.sources.plugin_yml import GeneratedManifest
     from plugin_packaging.sources.scan import PluginSource
@@ -102,6 +103,8 @@ class BundleFile:
     members: tuple[str, ...] = ()
     #: The library it holds, for the dry-run report.
     library_size: int = 0
+    #: Shared libraries vendored into it, as `name (from where it was found)`.
+    vendored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,8 @@ class _BundleSpec:
     url: str
     library: Artifact
     members: tuple[ArchiveMember, ...]
+    #: The shared libraries vendored into it, and whose RUNPATH changes (release/vendor.py).
+    vendoring: VendorPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -541,9 +546,15 @@ def _plan(context: _Context, source: PluginSource) -> _Plan:
             name = bundle_file_name(source.id, version, accelerator)
             # The library member comes first; a variant puts its own build at the same entrypoint.
             own = (replace(members[0], source=library.path), *members[1:])
+            vendoring = _vendoring(settings, source, own)
             specs.append(
                 _BundleSpec(
-                    name, accelerator, _url(settings, source.id, version, name), library, own
+                    name,
+                    accelerator,
+                    _url(settings, source.id, version, name),
+                    library,
+                    vendoring.members,
+                    vendoring,
                 )
             )
     status: Status
@@ -680,6 +691,17 @@ def _check_loadable(settings: Settings, library: Artifact) -> None:
             library.path,
             hint=finding.hint,
         )
+
+
+def _vendoring(
+    settings: Settings, source: PluginSource, members: tuple[ArchiveMember, ...]
+) -> VendorPlan:
+    """The bundle's members plus the shared libraries it must bring (Linux releases only)."""
+    from plugin_packaging.release.vendor import VendorPlan, plan_vendoring
+
+    if settings.platform != "linux":
+        return VendorPlan(members)
+    return plan_vendoring(members, settings.vendor.for_plugin(source.id))
 
 
 def _crate_note(source: PluginSource) -> str:
@@ -977,6 +999,7 @@ def _entry(plan: _Plan, written: Sequence[BundleFile] | None = None) -> ReleaseE
                 spec.url,
                 members=tuple(m.name for m in spec.members),
                 library_size=spec.library.size,
+                vendored=_vendored_text(spec),
             )
             for spec in plan.specs
         )
@@ -994,6 +1017,13 @@ def _entry(plan: _Plan, written: Sequence[BundleFile] | None = None) -> ReleaseE
         diff=plan.diff,
         warnings=plan.warnings,
     )
+
+
+def _vendored_text(spec: _BundleSpec) -> tuple[str, ...]:
+    from plugin_packaging.errors import display_path
+
+    vendored = spec.vendoring.vendored if spec.vendoring is not None else ()
+    return tuple(f"{v.name} (from {display_path(v.source)})" for v in vendored)
 
 
 def _published_bundles(manifest: Mapping[str, Any]) -> tuple[BundleFile, ...]:
@@ -1035,6 +1065,10 @@ class _Output:
     @property
     def registry(self) -> Path:
         return self.staging / REGISTRY_DIR
+
+    @property
+    def vendor_scratch(self) -> Path:
+        return self.staging / "vendor"
 
 
 def _carry_out(
@@ -1148,7 +1182,13 @@ def _write_plan(plan: _Plan, output: _Output, mtime: int, key: SecretKey | None)
     variants: list[Variant] = []
     for spec in plan.specs:
         path = output.bundles / spec.file_name
-        digest = write_bundle(path, spec.members, mtime=mtime, threads=_ZSTD_WORKERS)
+        members = spec.members
+        if spec.vendoring is not None:
+            from plugin_packaging.release.vendor import vendored_members
+
+            # Patched copies live in the staging area, removed with it: never the build output.
+            members = vendored_members(spec.vendoring, output.vendor_scratch / spec.file_name)
+        digest = write_bundle(path, members, mtime=mtime, threads=_ZSTD_WORKERS)
         output.bundle_files[path] = digest.sha256
         written.append(
             BundleFile(
@@ -1159,6 +1199,7 @@ def _write_plan(plan: _Plan, output: _Output, mtime: int, key: SecretKey | None)
                 digest.size_bytes,
                 tuple(sorted(m.name for m in spec.members)),
                 spec.library.size,
+                _vendored_text(spec),
             )
         )
         if spec.accelerator is None:

@@ -84,7 +84,11 @@ def _entry_lines(entry: ReleaseEntry, widths: tuple[int, int, int], dry_run: boo
     head = f"  {label:<17} {entry.id:<{width}}  {entry.version or '':<{version_width}}"
     # A failed version gets one line, whatever bundles it has (its error says the rest).
     shown = entry.bundles if entry.status != "failed" else ()
-    lines = [f"{head}  {_bundle_text(b, file_width)}".rstrip() for b in shown]
+    lines = []
+    for bundle in shown:
+        lines.append(f"{head}  {_bundle_text(bundle, file_width)}".rstrip())
+        if bundle.vendored:
+            lines.append("      vendored: " + ", ".join(bundle.vendored))
     if not lines:
         lines = [f"{head}  {entry.detail or ''}".rstrip() if entry.error is None else head.rstrip()]
     if entry.error is not None:

@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 from plugin_packaging import __version__
 from plugin_packaging.contract import MANIFEST_NAME
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.rules.bundle import CUDA_LIBRARY, SYSTEM_LIBRARIES
+from plugin_packaging.release.vendor import EXCLUDED, left_to_system
+from plugin_packaging.rules.bundle import CUDA_LIBRARY
 from plugin_packaging.rules.model import Finding, FindingTally, Violation
 from plugin_packaging.rules.table import graded, validate_overrides
+from plugin_packaging.settings import VendorSettings
 from plugin_packaging.target import Target
 
 if TYPE_CHECKING:
@@ -122,8 +124,13 @@ def verify_bundles(
     rule_overrides: Mapping[str, str] | None = None,
     target: Target | None = None,
     limits: ArchiveLimits | None = None,
+    vendor: VendorSettings | None = None,
 ) -> BundleReport:
-    """Verify every bundle in `bundles_dir`; raise `PackagingError` only for usage mistakes."""
+    """Verify every bundle in `bundles_dir`; raise `PackagingError` only for usage mistakes.
+
+    `vendor` (the settings package-plugins-native vendored with) says which needed libraries a
+    plugin leaves to the target system on purpose (`plugins.vendor.exclude`).
+    """
     from plugin_packaging.release.archive import ArchiveLimits
 
     overrides = validate_overrides(rule_overrides or {})
@@ -150,6 +157,7 @@ def verify_bundles(
         target=target,
         limits=limits or ArchiveLimits(),
         checksums=checksums,
+        vendor=vendor,
     )
     if registry is not None and key is None:
         violations.append(Violation("registry-signature-unchecked", registry.path))
@@ -178,6 +186,7 @@ class _Run:
     limits: ArchiveLimits
     #: SHA256SUMS beside the bundles, parsed; None when there is none (or it is unreadable).
     checksums: Mapping[str, str] | None
+    vendor: VendorSettings | None = None
     signatures: dict[Path, bool] = field(default_factory=dict)
 
 
@@ -651,7 +660,7 @@ def _check_libraries(
         out.append(moved)
     entry_info = next((info for path, info in libraries if path == entry), None)
     if entry_info is not None:
-        _check_dependencies(subject, entry, entry_info, cpu, run, out)
+        _check_dependencies(subject, entry, entry_info, cpu, run, out, contents.plugin_id)
 
 
 def _looks_like_library(member: str) -> bool:
@@ -671,16 +680,25 @@ def _absolute_search_paths(info: LibraryInfo) -> dict[str, list[str]]:
 
 
 def _check_dependencies(
-    subject: _Subject, entry: Path, info: LibraryInfo, cpu: bool, run: _Run, out: list[Violation]
+    subject: _Subject,
+    entry: Path,
+    info: LibraryInfo,
+    cpu: bool,
+    run: _Run,
+    out: list[Violation],
+    plugin_id: str | None,
 ) -> None:
     """Every needed library: vendored and reachable, or a system library; none CUDA's in a CPU bundle.
 
     Resolved like ld.so would on this machine, with an empty LD_LIBRARY_PATH (the server's
     environment is not this shell's), starting from the entry library and following the
-    vendored libraries it reaches. Without a host target only the names can be judged.
+    vendored libraries it reaches. Without a host target only the names can be judged. What
+    the system provides is the policy vendoring uses (`vendor.left_to_system`).
     """
     from plugin_packaging.binary import BinaryFormatError, read_library
     from plugin_packaging.binary.dynlinks import DependencyResolver, system_directories
+
+    vendor = (run.vendor or VendorSettings()).for_plugin(plugin_id or "")
 
     by_name: dict[str, str] = {}
     for listed in subject.members:
@@ -713,8 +731,17 @@ def _check_dependencies(
                     except BinaryFormatError:
                         pass  # vendored but unreadable: ld.so would fail on it; not ours to diagnose
                 continue
-            if name in SYSTEM_LIBRARIES or (not cpu and CUDA_LIBRARY.match(name)):
+            system = left_to_system(name, vendor)
+            if system == EXCLUDED:
+                found_text = f"excluded from vendoring by {EXCLUDED}"
+                out.append(
+                    subject.violation(
+                        "bundle-dependency-system", member, symbol=name, found=found_text
+                    )
+                )
                 continue
+            if system is not None:
+                continue  # CUDA's libraries too: a CPU bundle needing one was refused above
             if resolver is None:
                 continue  # another platform: the search cannot be replayed here
             bundled = by_name.get(name)

@@ -6,9 +6,10 @@ bundle finding is a `Violation` -> `Finding` like any other: the same message fo
 same severity overrides (`plugins.rules: {CODE: warning|ignore}`), the same text, JSON and
 GitHub renderings. `release/verify.py` only says which rule a bundle breaks.
 
-`SYSTEM_LIBRARIES` and `CUDA_LIBRARY` are policy too: which needed libraries every Linux machine
-has (glibc and the GCC runtime, as auditwheel's manylinux policies assume), and which names are
-CUDA's (StreamKit's gate lists libcudart, libcublas, libcudnn, libcuda and libnvrtc).
+`CUDA_LIBRARY` is policy too: which names are CUDA's (StreamKit's gate lists libcudart,
+libcublas, libcudnn, libcuda and libnvrtc). Which needed libraries every Linux machine has is
+kept as data beside the vendoring that uses it (`release/system-libraries.json`, read by
+`release/vendor.py`), so packaging and verifying never disagree.
 """
 
 from __future__ import annotations
@@ -16,24 +17,6 @@ from __future__ import annotations
 import re
 
 from plugin_packaging.rules.model import LoaderRule
-
-#: Needed libraries a bundle may take from any Linux system without vendoring them.
-SYSTEM_LIBRARIES = frozenset(
-    {
-        "libc.so.6",
-        "libm.so.6",
-        "libdl.so.2",
-        "libpthread.so.0",
-        "librt.so.1",
-        "libutil.so.1",
-        "libresolv.so.2",
-        "libgcc_s.so.1",
-        "libstdc++.so.6",
-        "ld-linux-x86-64.so.2",
-        "ld-linux-aarch64.so.1",
-        "linux-vdso.so.1",
-    }
-)
 
 #: CUDA's libraries, by name: `libcudart.so.12`, `libcublasLt.so.12`, `libcudnn_ops.so.9`,
 #: `libcuda.so.1`, `libnvrtc.so.12`, and the Windows names without `lib` (`cudart64_12.dll`).
@@ -113,8 +96,8 @@ BUNDLE_RULES: dict[str, LoaderRule] = {
             "bundle-dependency-not-vendored",
             "error",
             "needs {symbol}, which is not in the bundle ({found}); it will not load on users' machines",
-            "vendor {symbol} next to the entry library (extra_files) and set RUNPATH to $ORIGIN, or "
-            "link it statically",
+            "package with vendoring on (plugins.vendor, the default: package-plugins-native copies "
+            "{symbol} next to the entry library and sets RUNPATH to $ORIGIN), or link it statically",
             "release-formats: portability checks",
         ),
         LoaderRule(

@@ -49,6 +49,7 @@ _PATHS = " (relative paths are taken from --root)"
         "not built; without it a missing one fails the release",
         "published_at": "date for new versions in index.json, YYYY-MM-DD (default: today, UTC)",
         "dry_run": "show what would be built and published; write nothing",
+        "no_vendor": "do not vendor shared-library dependencies into the bundles (plugins.vendor)",
     },
 )
 @user_errors
@@ -69,6 +70,7 @@ def package_plugins_native(
     variants_only: bool = False,
     allow_missing: bool = False,
     dry_run: bool = False,
+    no_vendor: bool = False,
 ) -> None:
     """Package built native plugins as reproducible .tar.zst bundles plus a signed registry.
 
@@ -77,7 +79,9 @@ def package_plugins_native(
     StreamKit's formats, and <out>/official-plugins.json. The release set is every official
     plugin (plugins/native/*) plus the extras declared with `release: true`; one that is not
     built fails the release unless --allow-missing. Archive timestamps come from
-    SOURCE_DATE_EPOCH. Nothing is written unless every plugin succeeds.
+    SOURCE_DATE_EPOCH. Shared libraries a plugin needs beyond the base system are vendored
+    next to it with RUNPATH $ORIGIN (see plugins.vendor). Nothing is written unless every
+    plugin succeeds.
     """
     from plugin_packaging.release.package import package_plugins
     from plugin_packaging.release.report import render_release
@@ -98,6 +102,7 @@ def package_plugins_native(
         # Unset unless given: invoke.yaml may turn them on.
         variants_only=variants_only or None,
         allow_missing=allow_missing or None,
+        vendor=False if no_vendor else None,
     )
     report = package_plugins(settings, only=only or (), dry_run=dry_run)
     print(render_release(report))
@@ -156,6 +161,7 @@ def verify_plugin_bundles(
             max_total_bytes=settings.bundle_max_unpacked_bytes,
             max_members=settings.bundle_max_members,
         ),
+        vendor=settings.vendor,
     )
     print(render_verification(report, output_format, strict=strict))
     if report.failed(strict):
