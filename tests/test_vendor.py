@@ -40,6 +40,7 @@ from plugin_packaging.release.vendor import SYSTEM_LIBRARIES
 
 SHERPA = "libsherpa-onnx-c-api.so"
 ONNXRUNTIME = "libonnxruntime.so"
+CODEC = "libstandin-codec.so.2"
 BUNDLE = "sherpa-demo-1.0.0-bundle.tar.zst"
 ENTRY = "libsherpa_demo.so"
 DATE = "2025-03-04"
@@ -89,10 +90,22 @@ def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("sherpa")
     lib_dir = base / "usr" / "local" / "lib"
     build_sherpa_stand_ins(lib_dir, base / "src")
+    # A library users' systems might provide, which a plugin leaves to them on purpose.
+    (base / "src" / "codec.c").write_text(_ONNXRUNTIME_C.replace("onnx_answer", "codec_answer"))
+    codec = build_c_library(
+        lib_dir, CODEC, source=base / "src" / "codec.c", flags=[f"-Wl,-soname,{CODEC}"]
+    )
     return {
         "lib_dir": lib_dir,
         "plugin": build_sherpa_plugin(base / "plugin", lib_dir),
         "plugin_without_runpath": build_sherpa_plugin(base / "bare", lib_dir, runpath=False),
+        "plugin_with_codec": build_c_library(
+            base / "codec",
+            ENTRY,
+            defines={"PLUGIN_KIND": c_string_literal(GOOD_C_KIND)},
+            flags=["-Wl,--no-as-needed", f"-Wl,-rpath,{lib_dir}", "-Wl,--enable-new-dtags"],
+            link_inputs=[codec],
+        ),
     }
 
 
@@ -274,6 +287,32 @@ def test_search_dirs_and_ld_library_path_find_what_no_runpath_names(
 def test_an_excluded_library_is_left_to_the_system_and_verify_agrees(
     tree: Path, stand_ins: dict[str, Path]
 ) -> None:
+    install_library(tree, stand_ins["plugin_with_codec"], "sherpa_demo")
+    (tree / "invoke.yaml").write_text(
+        "plugins:\n  extras:\n    gain-native:\n      enabled: false\n"
+        "  vendor:\n    exclude: [libstandin-codec.so.*]\n"
+    )
+    code, out = package(tree)
+    assert code == 0, out
+    members = set(tar_members(tree / "dist" / "bundles" / BUNDLE))
+    assert members == {ENTRY, "plugin.yml", "manifest.json"}
+    code, out = verify(tree)
+    assert code == 0, out
+    assert (
+        f"info[bundle-dependency-system]: {tree / 'dist' / 'bundles' / BUNDLE / ENTRY}: "
+        f"needs {CODEC} from the system (excluded from vendoring by plugins.vendor.exclude)"
+    ) in out
+    # Without the setting, verify refuses the same bundle: the library is not in it.
+    (tree / "invoke.yaml").write_text(
+        "plugins:\n  extras:\n    gain-native:\n      enabled: false\n"
+    )
+    code, out = verify(tree)
+    assert code == 1 and "error[bundle-dependency-not-vendored]" in out
+
+
+def test_streamkits_gate_requires_the_sherpa_runtime_even_when_excluded(tree: Path) -> None:
+    # StreamKit's verify_bundles.py refuses a sherpa-linked bundle without libonnxruntime.so,
+    # whatever the verifying machine has installed; verify-plugin-bundles agrees.
     (tree / "invoke.yaml").write_text(
         "plugins:\n  extras:\n    gain-native:\n      enabled: false\n"
         "  vendor:\n    exclude: [libonnx*]\n"
@@ -283,12 +322,11 @@ def test_an_excluded_library_is_left_to_the_system_and_verify_agrees(
     members = set(tar_members(tree / "dist" / "bundles" / BUNDLE))
     assert SHERPA in members and ONNXRUNTIME not in members
     code, out = verify(tree)
-    assert code == 0, out
-    assert "info[bundle-dependency-system]" in out
+    assert code == 1, out
     assert (
-        f"needs {ONNXRUNTIME} from the system (excluded from vendoring by plugins.vendor.exclude)"
-        in out
-    )
+        f"error[bundle-runtime-missing]: {tree / 'dist' / 'bundles' / BUNDLE / ENTRY}: needs "
+        f"{SHERPA}, so StreamKit's bundle gate requires {ONNXRUNTIME} beside it"
+    ) in out
 
 
 @pytest.mark.parametrize(

@@ -661,6 +661,7 @@ def _check_libraries(
     entry_info = next((info for path, info in libraries if path == entry), None)
     if entry_info is not None:
         _check_dependencies(subject, entry, entry_info, cpu, run, out, contents.plugin_id)
+        _check_gate_runtime(subject, entrypoint, entry_info, out)
 
 
 def _looks_like_library(member: str) -> bool:
@@ -777,6 +778,29 @@ def _check_dependencies(
                     "bundle-dependency-not-vendored", member, symbol=name, found=where
                 )
             )
+
+
+def _check_gate_runtime(
+    subject: _Subject, entrypoint: str, info: LibraryInfo, out: list[Violation]
+) -> None:
+    """The libraries StreamKit's gate requires beside the entry library, unless said already."""
+    from plugin_packaging.rules.bundle import GATE_REQUIRED_VENDORED
+
+    said = {
+        v.symbol
+        for v in out
+        if v.code in ("bundle-dependency-not-vendored", "bundle-dependency-unreachable")
+    }
+    for needed, required in GATE_REQUIRED_VENDORED.items():
+        if needed not in info.needed:
+            continue
+        for name in required:
+            if name not in subject.members and name not in said:
+                out.append(
+                    subject.violation(
+                        "bundle-runtime-missing", entrypoint, symbol=name, needed=needed
+                    )
+                )
 
 
 def _in_system_directory(path: Path, info: LibraryInfo, system_directories: Any) -> bool:

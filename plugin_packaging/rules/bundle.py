@@ -22,6 +22,13 @@ from plugin_packaging.rules.model import LoaderRule
 #: `libcuda.so.1`, `libnvrtc.so.12`, and the Windows names without `lib` (`cudart64_12.dll`).
 CUDA_LIBRARY = re.compile(r"^(lib)?(cudart|cublas|cudnn|cuda|nvrtc)([._\-A-Z0-9]|$)")
 
+#: What StreamKit's bundle gate (verify_bundles.py) requires beside an entry library that needs
+#: a given library, whatever the machine that verifies has installed: sherpa-onnx's C API and
+#: the ONNX Runtime it loads.
+GATE_REQUIRED_VENDORED: dict[str, tuple[str, ...]] = {
+    "libsherpa-onnx-c-api.so": ("libsherpa-onnx-c-api.so", "libonnxruntime.so"),
+}
+
 _REPACK = "package it again with package-plugins-native, which writes only plain files with relative names"
 
 BUNDLE_RULES: dict[str, LoaderRule] = {
@@ -98,6 +105,15 @@ BUNDLE_RULES: dict[str, LoaderRule] = {
             "needs {symbol}, which is not in the bundle ({found}); it will not load on users' machines",
             "package with vendoring on (plugins.vendor, the default: package-plugins-native copies "
             "{symbol} next to the entry library and sets RUNPATH to $ORIGIN), or link it statically",
+            "release-formats: portability checks",
+        ),
+        LoaderRule(
+            "bundle-runtime-missing",
+            "error",
+            "needs {needed}, so StreamKit's bundle gate requires {symbol} beside it, and the bundle "
+            "does not hold it",
+            "package with vendoring on (plugins.vendor, the default) and without {symbol} in "
+            "plugins.vendor.exclude: package-plugins-native then copies it next to the entry library",
             "release-formats: portability checks",
         ),
         LoaderRule(
