@@ -8,11 +8,13 @@ the build machine (`binary/dynlinks.py`: RPATH, LD_LIBRARY_PATH, RUNPATH with `$
 ld.so cache, the system directories; `plugins.vendor.search_dirs` before all of them), put into
 the bundle next to the entry library under its `DT_NEEDED` name (`libonnxruntime.so`, as
 StreamKit's own `build_registry.py` does for sherpa-onnx), and its own dependencies are followed
-the same way. The entry library, and every bundled library that needs a bundled one, get
-RUNPATH `$ORIGIN`: RUNPATH is not inherited, so each library must find its own dependencies.
+the same way. The entry library (when it needs a bundled library) and every vendored library
+get RUNPATH `$ORIGIN`: RUNPATH is not inherited, so each library must find its own
+dependencies, and a library that dlopens a sibling (ONNX Runtime's execution providers) finds
+it through its own RUNPATH too.
 A RUNPATH or RPATH naming a directory of the build machine (`/usr/local/lib`) is replaced too,
 as StreamKit's portability gate refuses it. A library the bundle already holds (declared in
-`extra_files`) is not copied again, but followed and patched like a vendored one.
+`extra_files`) is not copied again, but followed, and patched when it needs a bundled one.
 
 Two steps, like the rest of `package.py`:
 
@@ -164,7 +166,8 @@ def plan_vendoring(
             found_info = _read_found(found.path, name, info, entry)
             vendored.append(VendoredLibrary(name, found.path, member, found.via or "path"))
             pending.append((name, found.path, found_info))
-        if _needs_origin(library, needs_bundled):
+        copied = member != entry.name and member not in bundled
+        if _needs_origin(library, needs_bundled or copied):
             patched.append(member)
     if missing:
         raise PackagingError(
@@ -254,16 +257,15 @@ def _patchelf(*args: str | Path) -> None:
         )
 
 
-def _needs_origin(library: LibraryInfo, needs_bundled: bool) -> bool:
+def _needs_origin(library: LibraryInfo, wanted: bool) -> bool:
     """Must this library's search path become `$ORIGIN`?
 
-    When it needs a bundled library and its search path does not already start at its own
-    directory, or when it names a directory of the build machine (absolute entries).
+    When it is `wanted` (a library this module copies, or one that needs a bundled library) and
+    its search path is not that already, or when it names a directory of the build machine.
     """
-    entries = library.runpath or library.rpath
     if any(entry.startswith("/") for entry in (*library.runpath, *library.rpath)):
         return True
-    return needs_bundled and not any(e in ("$ORIGIN", "${ORIGIN}") for e in entries)
+    return wanted and (library.runpath, library.rpath) != ((ORIGIN,), ())
 
 
 def _check_name(name: str, taken: dict[str, str], entry: ArchiveMember) -> None:
