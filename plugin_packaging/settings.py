@@ -7,6 +7,7 @@ value to plain functions, so the logic is testable without invoke and the preced
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "check": True,
     "require_all": False,
     "prune": False,
+    # Directories outside the checkout that artifacts and extra_files may resolve into (through
+    # a symlink or `..`); everything else outside the checkout is refused.
+    "allowed_source_dirs": [],
     "rules": {},
     # How plugins are built (build-plugins-native): a command per plugin id for sources that are
     # not plain cargo crates (a string runs in the shell at the root, a list runs as is), and
@@ -127,6 +131,8 @@ class Settings:
     check: bool = True
     require_all: bool = False
     prune: bool = False
+    #: Real paths outside the checkout that artifacts and extra_files may resolve into.
+    allowed_source_dirs: tuple[Path, ...] = ()
     rules: Mapping[str, str] = field(default_factory=dict)
     #: plugin id -> build command: a string for the shell, or an argument list; run at the root.
     build_commands: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
@@ -246,6 +252,7 @@ class Settings:
             check=bool(values.get("check", True)),
             require_all=bool(values.get("require_all", False)),
             prune=bool(values.get("prune", False)),
+            allowed_source_dirs=_allowed_dirs(root, values.get("allowed_source_dirs")),
             rules=dict(rules),
             build_commands=build_commands,
             cargo_args=cargo_args,
@@ -297,6 +304,23 @@ def _source_patterns(value: Any) -> tuple[str, ...]:
                 hint='e.g. "plugins/native/*/plugin.yml"; sources outside the checkout are not looked at',
             )
     return tuple(patterns)
+
+
+def _allowed_dirs(root: Path, value: Any) -> tuple[Path, ...]:
+    """`plugins.allowed_source_dirs`: a list of directories (relative to the root), resolved."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(item, str) and item and "\x00" not in item for item in value
+    ):
+        raise PackagingError(
+            "bad-setting",
+            "plugins.allowed_source_dirs must be a list of directory paths",
+            hint="e.g. allowed_source_dirs: [/opt/streamkit-plugins/build]",
+        )
+    return tuple(Path(os.path.realpath(root / Path(item).expanduser())) for item in value)
 
 
 def _optional_path(root: Path, value: Any) -> Path | None:

@@ -12,7 +12,7 @@ import pytest
 
 from plugin_packaging._fs.files import NotRegularFile, open_regular_file, write_atomically
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.install.state import STATE_FILE, InstallState
+from plugin_packaging.install.state import STATE_FILE, Checkout, InstallState
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_a_state_that_cannot_be_saved_is_one_clear_error_and_leaves_nothing_behi
 ) -> None:
     state_dir = tmp_path / ".plugin-packaging"
     (state_dir / STATE_FILE).mkdir(parents=True)  # something in the way of the rename
-    state = InstallState(plugins={"alpha": {"version": "0.1.0"}})
+    state = InstallState(owners={"alpha": Checkout("/streamkit", 1, 2)})
     with pytest.raises(PackagingError) as raised:
         state.save(state_dir)
     error = raised.value
@@ -91,9 +91,9 @@ def test_a_saved_state_is_read_back_and_a_fifo_in_its_place_is_no_state(
     tmp_path: Path, watchdog: None
 ) -> None:
     state_dir = tmp_path / ".plugin-packaging"
-    InstallState(plugins={"alpha": {"version": "0.1.0"}}).save(state_dir)
-    assert InstallState.load(state_dir).plugins == {"alpha": {"version": "0.1.0"}}
+    InstallState(owners={"alpha": Checkout("/streamkit", 1, 2)}).save(state_dir)
+    assert InstallState.load(state_dir).owners == {"alpha": Checkout("/streamkit", 1, 2)}
     assert os.listdir(state_dir) == [STATE_FILE]
     (state_dir / STATE_FILE).unlink()
     os.mkfifo(state_dir / STATE_FILE)
-    assert InstallState.load(state_dir).plugins == {}
+    assert InstallState.load(state_dir).owners == {}

@@ -155,13 +155,23 @@ def test_stale_files_in_a_managed_bundle_are_removed(streamkit_tree: Path) -> No
     assert sorted(os.listdir(aac)) == ["libaac_encoder.so", "plugin.yml"]
 
 
-def test_a_bundle_left_by_the_old_recipe_is_taken_over_and_cleaned(streamkit_tree: Path) -> None:
+def test_a_bundle_left_by_the_old_recipe_is_kept_until_adopted_then_cleaned(
+    streamkit_tree: Path,
+) -> None:
     old = bundle(streamkit_tree, "pocket-tts")
     old.mkdir(parents=True)
     (old / "libpocket_tts.so").write_bytes(b"stale build")
     (old / "libpocket_tts.so.0").write_bytes(b"versioned")
     (old / "plugin.yml").write_text("id: pocket-tts\n")
+    before = snapshot(old)
     code, out = run_in_process("copy-plugins-native", "--root", str(streamkit_tree))
+    # Never created by this tool: its files are the user's, so it is refused, not replaced.
+    assert code == 1, out
+    assert "bundle-unmanaged" in out and "--adopt pocket-tts" in out
+    assert snapshot(old) == before
+    code, out = run_in_process(
+        "copy-plugins-native", "--root", str(streamkit_tree), "--adopt", "pocket-tts"
+    )
     assert code == 0, out
     assert sorted(os.listdir(old)) == ["libpocket_tts.so", "plugin.yml"]
     assert (old / "libpocket_tts.so").read_bytes() != b"stale build"
@@ -392,7 +402,9 @@ def test_killed_mid_copy_leaves_the_old_bundle_and_the_next_run_repairs(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             partial = [
-                p for p in staging.glob("*/libservo_web.so") if 0 < _size(p) < built.stat().st_size
+                p
+                for p in staging.glob("*/*/libservo_web.so")
+                if 0 < _size(p) < built.stat().st_size
             ]
             if partial:
                 break

@@ -14,8 +14,10 @@ write (no space, no permission) leaves no temporary file behind.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import BinaryIO
 
@@ -93,3 +95,67 @@ def write_atomically(target: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _create_new(target: Path, mode: int) -> int:
+    """A descriptor on a new file at `target`: never an existing file, never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    return os.open(target, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0), mode)
+
+
+def write_new_file(target: Path, data: bytes, mode: int) -> None:
+    """Create `target` (it must not exist) holding `data`, with exactly `mode` (the umask aside).
+
+    The mode is set on the descriptor (`fchmod`), so it lands on the file written and nowhere
+    else; a partial file is removed on failure.
+    """
+    fd = _create_new(target, mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            if hasattr(os, "fchmod"):
+                os.fchmod(out.fileno(), mode)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def copy_new_file(source: Path, target: Path, mode: int, *, follow_symlinks: bool = True) -> None:
+    """Copy the regular file `source` to a new `target` with exactly `mode` (see `write_new_file`).
+
+    With `follow_symlinks=False` a `source` that is a symlink is refused (ELOOP) rather than read
+    through. A `source` that is not a regular file raises `NotRegularFile`.
+    """
+    import shutil  # not at the top: the read-only commands never copy, and start-up is measured
+
+    if not follow_symlinks and stat.S_ISLNK(os.lstat(source).st_mode):
+        raise OSError(errno.ELOOP, "is a symbolic link, not the file this tool installed", source)
+    with open_regular_file(source) as reader:
+        fd = _create_new(target, mode)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if not _send_whole_file(reader.fileno(), out.fileno()):
+                    shutil.copyfileobj(reader, out, 1 << 20)
+                if hasattr(os, "fchmod"):
+                    os.fchmod(out.fileno(), mode)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+
+def _send_whole_file(source_fd: int, target_fd: int) -> bool:
+    """Copy in the kernel with sendfile (what `shutil.copyfile` does on Linux: large libraries
+    are the cost of an install); False when the system cannot, before anything was written."""
+    if not hasattr(os, "sendfile") or not sys.platform.startswith("linux"):
+        return False
+    offset = 0
+    while True:
+        try:
+            sent = os.sendfile(target_fd, source_fd, offset, 1 << 30)
+        except OSError as exc:
+            if offset == 0 and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+                return False
+            raise
+        if sent == 0:
+            return True
+        offset += sent

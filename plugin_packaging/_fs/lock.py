@@ -4,11 +4,19 @@ Two installs started at once (a developer's and an IDE's, or two CI steps) are s
 second waits for the first, up to a limit, and then refuses with the holder's pid instead of
 hanging forever. The lock dies with its process, so a killed run never leaves it stuck.
 
-Taking the lock is also where a writer claims `P/.plugin-packaging/`: every run that changes the
-plugin directory passes through here before it stages, swaps or clears leftovers, so this is
-where the bookkeeping directory is checked to be a real directory of this tree. A symlink in its
-place (or in place of `staging/`, which each run empties) would send those writes and deletions
-to wherever it points.
+Taking the lock is also where a writer claims the directories it writes: every run that changes
+the plugin directory passes through here before it stages, swaps or clears leftovers. The rule,
+one for every directory the tool writes into: the plugins directory itself (`P`, chosen by the
+user with `--plugins-dir`) may be a symlink, as may its parents; every directory the tool keeps
+inside it (`P/native/`, `P/.plugin-packaging/`, its `staging/`) must be a real directory. A symlink
+there would send the tool's writes and deletions to wherever it points, so it is refused with a
+hint. (A `native/<id>` that is a symlink is never written through either: installing replaces the
+link itself, see `swap.py`.)
+
+The lock file itself is written to (the holder's pid): it must be a regular file owned by the
+user running the tool, with one link. `O_NOFOLLOW` refuses a symlink; a hard link to a file
+elsewhere shares its inode, so only the link count tells it apart, and it is refused before
+anything is written.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from plugin_packaging.errors import PackagingError, from_os_error
 LOCK_FILE = "lock"
 #: Directories inside the state directory that writers fill and empty.
 PRIVATE_DIRECTORIES = ("staging",)
+#: Directories beside the state directory (in the plugins directory) that writers fill.
+WRITTEN_DIRECTORIES = ("native",)
 
 
 class DirectoryLock:
@@ -102,7 +112,12 @@ def claim_state_dir(state_dir: Path) -> None:
         pass  # created by a run that started at the same moment
     except OSError as exc:
         raise from_os_error(exc, state_dir, "create the bookkeeping directory") from None
-    for path in (state_dir, *(state_dir / name for name in PRIVATE_DIRECTORIES)):
+    checked = (
+        *(state_dir.parent / name for name in WRITTEN_DIRECTORIES),
+        state_dir,
+        *(state_dir / name for name in PRIVATE_DIRECTORIES),
+    )
+    for path in checked:
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
@@ -112,10 +127,12 @@ def claim_state_dir(state_dir: Path) -> None:
         if stat.S_ISLNK(mode):
             raise PackagingError(
                 "state-dir-unsafe",
-                "is a symlink, but this tool's bookkeeping directory must be a real directory: "
-                "runs write into it and delete what they find there",
+                "is a symlink, but the directories this tool writes inside the plugins "
+                "directory must be real directories: runs write into them and delete what "
+                "they find there",
                 path,
-                hint=f"remove the symlink (`rm {path}`); the next run recreates the directory",
+                hint=f"replace the symlink by the directory it points to (`rm {path}`, then "
+                "move the content there), or point --plugins-dir at the real location",
             )
         if not stat.S_ISDIR(mode):
             raise PackagingError(
@@ -140,11 +157,22 @@ def _open_lock_file(path: Path) -> int:
                 hint=f"remove it (`rm {path}`); the next run recreates it",
             ) from None
         raise from_os_error(exc, path, "open the lock file") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "is not a plain file; the lock file is written to"
+    elif info.st_nlink != 1:
+        problem = (
+            f"has {info.st_nlink} hard links; the lock file is written to, and a link would "
+            "write into a file elsewhere"
+        )
+    elif hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        problem = "belongs to another user; the lock file is written to"
+    if problem is not None:
         os.close(fd)
         raise PackagingError(
             "state-dir-unsafe",
-            "is not a plain file; the lock file is written to",
+            problem,
             path,
             hint=f"remove it (`rm {path}`); the next run recreates it",
         )

@@ -436,7 +436,7 @@ def migrate_plugins(
 
 
 def _carry_out(move: LibraryMove, staging: Path) -> None:
-    from plugin_packaging._fs.swap import remove_entry
+    from plugin_packaging._fs.swap import discard
 
     if move.action == "drop-duplicate":
         for path in (move.library, *move.superseded):
@@ -455,9 +455,8 @@ def _carry_out(move: LibraryMove, staging: Path) -> None:
                 hint="run migrate-plugins-native again to see the new plan",
             )
         os.rename(staged, target)
-    except BaseException:
-        remove_entry(staged)
-        raise
+    finally:
+        discard(staged)  # the operation's directory in staging (and the bundle, if not moved)
     for path in (
         move.library,
         *((move.manifest_from,) if move.manifest_from else ()),
@@ -469,13 +468,12 @@ def _carry_out(move: LibraryMove, staging: Path) -> None:
 def _stage(move: LibraryMove, staging: Path, target: Path) -> Path:
     """The complete bundle in the staging area: the library (linked, not copied) and plugin.yml."""
     import shutil
-    import tempfile
 
-    from plugin_packaging._fs.swap import NEW_MARK, remove_entry
+    from plugin_packaging._fs.swap import discard, new_bundle_dir
 
-    staged = Path(tempfile.mkdtemp(prefix=f"{move.plugin_id}{NEW_MARK}", dir=staging))
+    assert move.plugin_id is not None  # only moves with an id are staged
+    staged = new_bundle_dir(staging, move.plugin_id)
     try:
-        os.chmod(staged, 0o755)
         placed = staged / move.library.name
         if os.path.islink(move.library):
             link = os.readlink(move.library)
@@ -496,7 +494,7 @@ def _stage(move: LibraryMove, staging: Path, target: Path) -> Path:
             shutil.copyfile(move.manifest_from, staged / MANIFEST_NAME)
             os.chmod(staged / MANIFEST_NAME, 0o644)
     except BaseException:
-        remove_entry(staged)
+        discard(staged)
         raise
     return staged
 

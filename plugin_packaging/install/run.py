@@ -23,19 +23,26 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from plugin_packaging._fs.files import open_regular_file
-from plugin_packaging._fs.swap import NEW_MARK, park, recover_staging, remove_entry, swap_in
+from plugin_packaging._fs.files import copy_new_file, open_regular_file, write_new_file
+from plugin_packaging._fs.swap import discard, new_bundle_dir, park, recover_staging, swap_in
 from plugin_packaging.contract import MANIFEST_NAME
-from plugin_packaging.errors import PackagingError, from_os_error
-from plugin_packaging.install.state import InstallState, Signature, file_signature, stat_signature
+from plugin_packaging.errors import PackagingError, display_path, from_os_error
+from plugin_packaging.install.state import (
+    Checkout,
+    InstallState,
+    ManifestRecord,
+    PluginRecord,
+    Signature,
+    entry_signature,
+    file_signature,
+    stat_signature,
+)
 from plugin_packaging.rules.model import Finding
 from plugin_packaging.settings import Settings
 from plugin_packaging.sources.artifacts import Artifact, locate_artifact
@@ -103,7 +110,7 @@ class _Work:
     artifact: Artifact
     target: Path
     inputs: dict[str, Any]
-    recorded: dict[str, Any] | None
+    recorded: PluginRecord | None
     #: Signatures of the installed bundle's entries, None when there is no bundle.
     installed: dict[str, Signature] | None
     manifest: _ManifestText | None = None
@@ -120,6 +127,12 @@ class _RunInputs:
     """Signatures every plugin of one run shares, taken once instead of once per plugin."""
 
     template: Signature
+    #: The checkout this run installs for: the owner of what it installs.
+    checkout: Checkout
+    #: Ids whose existing `native/<id>/` this run may take over although no run installed it.
+    adopt: frozenset[str] | Literal["all"] = frozenset()
+    #: Install bundles the checker refuses anyway (`--force`).
+    force: bool = False
     #: Cargo.toml signatures by directory, filled as crates are met (workspace inheritance
     #: makes every Cargo.toml between a crate and the root an input).
     cargo: dict[str, Signature] = field(default_factory=dict)
@@ -132,39 +145,68 @@ def install_plugins(
     dry_run: bool = False,
     require_all: bool = False,
     force: bool = False,
+    adopt: Sequence[str] | Literal["all"] = (),
 ) -> InstallReport:
     """Install every built plugin (or those named by `only`) into `settings.native_dir`.
 
     Each new bundle is checked in staging before it is swapped in: one the checker grades an
     error (the loader would refuse it) is not installed and the installed copy is kept, unless
-    `force`, which installs it anyway with a warning saying so.
+    `force`, which installs it anyway with a warning saying so. `adopt` names ids (or "all")
+    whose `native/<id>/` this tool did not create and may replace.
     """
+    adopting: frozenset[str] | Literal["all"] = adopt if adopt == "all" else frozenset(adopt)
     if dry_run:
-        return _run(settings, only=only, dry_run=True, require_all=require_all, force=force)
+        return _run(settings, only, True, require_all, force, adopting)
     from plugin_packaging._fs.lock import DirectoryLock
 
     with DirectoryLock(settings.state_dir):
-        return _run(settings, only=only, dry_run=False, require_all=require_all, force=force)
+        return _run(settings, only, False, require_all, force, adopting)
 
 
 def _run(
-    settings: Settings, *, only: Sequence[str], dry_run: bool, require_all: bool, force: bool
+    settings: Settings,
+    only: Sequence[str],
+    dry_run: bool,
+    require_all: bool,
+    force: bool,
+    adopt: frozenset[str] | Literal["all"],
 ) -> InstallReport:
     staging = settings.state_dir / "staging"
     repairs: list[str] = []
     if not dry_run:
         _ensure_plugins_dir(settings)
-        repairs = recover_staging(staging, settings.native_dir)
+        try:
+            repairs = recover_staging(staging, settings.native_dir)
+        except OSError as exc:
+            raise PackagingError(
+                "staging-unusable",
+                f"could not clear what an interrupted run left: {exc.strerror or exc}",
+                Path(exc.filename) if exc.filename else staging,
+                hint=f"remove {display_path(staging)} by hand (`rm -rf`); it holds only "
+                "leftovers of this tool, and no installed plugin",
+            ) from None
     state = InstallState.load(settings.state_dir)
     scan = scan_sources(settings, cache=state.sources)
     selected = select_sources(scan, only)
     required = set(only) | ({s.id for s in selected} if require_all else set())
-    actions = _carry_out(settings, selected, state, staging, dry_run, required, force)
-    actions += _orphans(settings, scan, state, staging, dry_run) if not only else []
+    run_inputs = _RunInputs(
+        template=file_signature(settings.template or _packaged_template()),
+        checkout=Checkout.of(settings.root),
+        adopt=adopt,
+        force=force,
+    )
+    actions = _carry_out(settings, selected, state, staging, dry_run, required, run_inputs)
+    if not only:
+        actions += _orphans(settings, scan, state, staging, dry_run, run_inputs.checkout)
     warnings = list(scan.warnings)
     if not dry_run:
+        # Only this checkout's manifests are dropped when gone: another checkout sharing the
+        # plugins directory keeps its cache.
         live = {str(p) for p in _manifest_paths(scan)}
-        state.sources = {k: v for k, v in state.sources.items() if k in live}
+        inside = str(settings.root) + os.sep
+        state.sources = {
+            k: v for k, v in state.sources.items() if k in live or not k.startswith(inside)
+        }
         try:
             state.save(settings.state_dir)
         except PackagingError as problem:
@@ -209,10 +251,9 @@ def _carry_out(
     staging: Path,
     dry_run: bool,
     required: set[str],
-    force: bool = False,
+    run_inputs: _RunInputs,
 ) -> list[PluginAction]:
     """Plan every plugin, do the work the plan leaves, and return the actions in source order."""
-    run_inputs = _RunInputs(template=file_signature(settings.template or _packaged_template()))
     actions: dict[str, PluginAction] = {}
     work: list[_Work] = []
     for source in sources:
@@ -228,7 +269,7 @@ def _carry_out(
         _do_work(settings, work, staging, dry_run)
         check = _StagedCheck(settings)
         actions.update(
-            (w.source.id, _finish(check, w, state, staging, dry_run, force)) for w in work
+            (w.source.id, _finish(check, w, state, staging, dry_run, run_inputs)) for w in work
         )
     return [actions[source.id] for source in sources]
 
@@ -241,26 +282,20 @@ def _quick_plan(
     required: set[str],
 ) -> PluginAction | _Work:
     """Settle a plugin from signatures alone (not built, up to date) or hand it on as work."""
-    artifact = locate_artifact(settings.root, source, settings.platform)
+    artifact = locate_artifact(
+        settings.root, source, settings.platform, settings.allowed_source_dirs
+    )
     if not artifact.exists:
         return _not_built(settings, source, artifact, required)
     inputs = _input_signatures(settings, source, artifact, run_inputs)
-    recorded = state.plugins.get(source.id)
-    recorded = recorded if isinstance(recorded, dict) else None
+    # Another checkout's record of this id describes its own files: never a shortcut here.
+    ours = state.owners.get(source.id) == run_inputs.checkout
+    recorded = state.plugins.get(source.id) if ours else None
     target = settings.native_dir / source.id
     installed = _installed_signatures(target)
-    if (
-        recorded is not None
-        and recorded.get("inputs") == inputs
-        and recorded.get("installed") == installed
-    ):
-        version = recorded.get("version")
+    if recorded is not None and recorded.inputs == inputs and recorded.installed == installed:
         return PluginAction(
-            source.id,
-            "up-to-date",
-            version if isinstance(version, str) else None,
-            artifact.file_name,
-            artifact.size,
+            source.id, "up-to-date", recorded.version, artifact.file_name, artifact.size
         )
     return _Work(source, artifact, target, inputs, recorded, installed)
 
@@ -293,14 +328,16 @@ def _finish(
     state: InstallState,
     staging: Path,
     dry_run: bool,
-    force: bool = False,
+    run_inputs: _RunInputs,
 ) -> PluginAction:
     """Decide what the work came to, and swap the new bundle in when there is one and the
-    checker accepts it (or `force`)."""
+    checker accepts it (or `--force`)."""
     source, artifact, manifest = item.source, item.artifact, item.manifest
+    if item.error is None and manifest is not None:
+        item.error = _unmanaged(item, state, manifest, run_inputs)
     if item.error is not None or manifest is None:
         if item.staged is not None:
-            remove_entry(item.staged)
+            discard(item.staged)
         warnings = manifest.warnings if manifest else ()
         version = manifest.version if manifest else None
         return PluginAction(source.id, "failed", version, error=item.error, warnings=warnings)
@@ -313,7 +350,7 @@ def _finish(
     }
     if item.library_same and _installed_matches(item, manifest):
         if not dry_run:
-            _remember(state, item, manifest)
+            _remember(state, item, manifest, run_inputs.checkout)
         return PluginAction(action="up-to-date", **base)
     action: Action = "update" if os.path.lexists(item.target) else "install"
     if dry_run:
@@ -321,15 +358,15 @@ def _finish(
     try:
         staged = _complete_bundle(item, manifest, staging)
         errors = check.errors(item, staged)
-        if errors and not force:
-            remove_entry(staged)
+        if errors and not run_inputs.force:
+            discard(staged)
             raise _refusal(errors, item.target, forced=False)
         if errors:
             base["warnings"] = (*manifest.warnings, _refusal(errors, item.target, forced=True))
         try:
             swap_in(staged, item.target)
         except OSError as exc:
-            remove_entry(staged)
+            discard(staged)
             raise from_os_error(
                 exc,
                 item.target,
@@ -340,7 +377,7 @@ def _finish(
         return PluginAction(
             source.id, "failed", manifest.version, error=exc, warnings=manifest.warnings
         )
-    _remember(state, item, manifest)
+    _remember(state, item, manifest, run_inputs.checkout)
     return PluginAction(action=action, **base)
 
 
@@ -392,6 +429,35 @@ def _refusal(errors: list[Finding], target: Path, *, forced: bool) -> PackagingE
     )
 
 
+def _unmanaged(
+    item: _Work, state: InstallState, manifest: _ManifestText, run_inputs: _RunInputs
+) -> PackagingError | None:
+    """The refusal to replace a `native/<id>/` that no run of this tool created, or None.
+
+    Such a directory may hold a marketplace install or the user's own files: it is never emptied
+    or deleted unless `--adopt` says so. One that already holds exactly what would be installed
+    is taken over silently (nothing in it is lost): that is how bundles are recognised again
+    after the state file was deleted.
+    """
+    plugin_id = item.source.id
+    if (
+        plugin_id in state.owners
+        or not os.path.lexists(item.target)
+        or run_inputs.adopt == "all"
+        or plugin_id in run_inputs.adopt
+        or (item.library_same and _installed_matches(item, manifest))
+    ):
+        return None
+    return PackagingError(
+        "bundle-unmanaged",
+        f"native/{plugin_id} was not created by this tool (no install recorded it), and "
+        "installing would replace what it holds; it was left untouched",
+        item.target,
+        hint=f"move it away to keep its files, or take it over with `--adopt {plugin_id}` "
+        "(its content is replaced by the built plugin)",
+    )
+
+
 def _not_built(
     settings: Settings, source: PluginSource, artifact: Artifact, required: set[str]
 ) -> PluginAction:
@@ -414,10 +480,8 @@ def _prepare_library(item: _Work, staging: Path, dry_run: bool) -> None:
     if item.library_same or dry_run:
         return
     try:
-        item.staged = _new_staging_dir(staging, item.source.id)
-        library = item.staged / item.artifact.file_name
-        shutil.copyfile(item.artifact.path, library)
-        os.chmod(library, 0o755)
+        item.staged = new_bundle_dir(staging, item.source.id)
+        copy_new_file(item.artifact.path, item.staged / item.artifact.file_name, 0o755)
     except OSError as exc:
         raise from_os_error(
             exc,
@@ -448,9 +512,9 @@ def _library_known_same(item: _Work) -> bool:
     ):
         return False
     return (
-        recorded.get("library") == name
-        and _mapping(recorded.get("inputs")).get("library") == item.inputs["library"]
-        and _mapping(recorded.get("installed")).get(name) == installed[name]
+        recorded.library == name
+        and recorded.inputs.get("library") == item.inputs["library"]
+        and recorded.installed.get(name) == installed[name]
     )
 
 
@@ -491,45 +555,15 @@ def _has_mode(signature: Signature, permissions: int) -> bool:
     )
 
 
-def _new_staging_dir(staging: Path, plugin_id: str) -> Path:
-    staged = Path(tempfile.mkdtemp(prefix=f"{plugin_id}{NEW_MARK}", dir=staging))
-    os.chmod(staged, 0o755)
-    return staged
-
-
 # --- the manifest ----------------------------------------------------------------------------
 
 
 def _manifest_for(settings: Settings, item: _Work) -> _ManifestText:
     """The `plugin.yml` text: recorded by the last run when its inputs are unchanged, else rendered."""
-    recorded = _mapping(_mapping(item.recorded).get("manifest"))
-    warnings = _warnings_from(recorded.get("warnings"))
-    if (
-        recorded.get("inputs") == _manifest_inputs(item)
-        and isinstance(recorded.get("text"), str)
-        and isinstance(recorded.get("version"), str)
-        and warnings is not None
-    ):
-        return _ManifestText(recorded["text"], recorded["version"], warnings)
+    recorded = item.recorded.manifest if item.recorded is not None else None
+    if recorded is not None and recorded.inputs == _manifest_inputs(item):
+        return _ManifestText(recorded.text, recorded.version, recorded.warnings)
     return _render_manifest(settings, item)
-
-
-def _warnings_from(value: Any) -> tuple[PackagingError, ...] | None:
-    """The warnings recorded with a manifest, or None when the record is not what `_remember`
-    writes (a damaged cache: the manifest is rendered again)."""
-    if not isinstance(value, list):
-        return None
-    warnings = []
-    for entry in value:
-        if not (
-            isinstance(entry, list)
-            and len(entry) == 4
-            and all(isinstance(part, str) for part in entry[:2])
-            and all(part is None or isinstance(part, str) for part in entry[2:])
-        ):
-            return None
-        warnings.append(PackagingError(*entry))
-    return tuple(warnings)
 
 
 def _render_manifest(settings: Settings, item: _Work) -> _ManifestText:
@@ -565,10 +599,11 @@ def _installed_matches(item: _Work, manifest: _ManifestText) -> bool:
     signature = item.installed[MANIFEST_NAME]
     if not _has_mode(signature, 0o644):
         return False
-    recorded = _mapping(item.recorded)
+    recorded = item.recorded
     if (
-        _mapping(recorded.get("installed")).get(MANIFEST_NAME) == signature
-        and _mapping(recorded.get("manifest")).get("text") == manifest.text
+        recorded is not None
+        and recorded.installed.get(MANIFEST_NAME) == signature
+        and recorded.manifest.text == manifest.text
     ):
         return True  # the installed file is the one the last run wrote with this very text
     wanted = manifest.text.encode("utf-8")
@@ -577,11 +612,6 @@ def _installed_matches(item: _Work, manifest: _ManifestText) -> bool:
             return handle.read(len(wanted) + 1) == wanted
     except OSError:  # missing, unreadable, or not a regular file: rewrite it
         return False
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    """A recorded mapping, or an empty one where a damaged state file holds something else."""
-    return value if isinstance(value, dict) else {}
 
 
 # --- staging and the state -------------------------------------------------------------------
@@ -596,20 +626,12 @@ def _complete_bundle(item: _Work, manifest: _ManifestText, staging: Path) -> Pat
             # The library is unchanged (only the manifest or a stray file differs): link the
             # installed copy instead of copying it again. It is never written in place, so
             # sharing its inode is safe; a file system without hard links gets a copy.
-            staged = _new_staging_dir(staging, item.source.id)
-            installed_library = item.target / item.artifact.file_name
-            try:
-                os.link(installed_library, staged / item.artifact.file_name)
-            except OSError:
-                shutil.copyfile(installed_library, staged / item.artifact.file_name)
-            # A copy the old recipe left may have another mode; ours are always 0755.
-            os.chmod(staged / item.artifact.file_name, 0o755)
-        with open(staged / MANIFEST_NAME, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(manifest.text)
-        os.chmod(staged / MANIFEST_NAME, 0o644)
+            staged = new_bundle_dir(staging, item.source.id)
+            _reuse_installed_library(item.target / item.artifact.file_name, staged)
+        write_new_file(staged / MANIFEST_NAME, manifest.text.encode("utf-8"), 0o644)
     except OSError as exc:
         if staged is not None:
-            remove_entry(staged)
+            discard(staged)
         raise from_os_error(
             exc,
             item.target,
@@ -619,22 +641,44 @@ def _complete_bundle(item: _Work, manifest: _ManifestText, staging: Path) -> Pat
     return staged
 
 
-def _remember(state: InstallState, item: _Work, manifest: _ManifestText) -> None:
-    state.plugins[item.source.id] = {
-        "inputs": item.inputs,
-        "installed": _installed_signatures(item.target),
-        "version": manifest.version,
-        "library": item.artifact.file_name,
-        "manifest": {
-            "inputs": _manifest_inputs(item),
-            "text": manifest.text,
-            "version": manifest.version,
-            "warnings": [
-                [w.code, w.message, str(w.path) if w.path is not None else None, w.hint]
-                for w in manifest.warnings
-            ],
-        },
-    }
+def _reuse_installed_library(installed: Path, staged: Path) -> None:
+    """Put the unchanged installed library into the staged bundle: a hard link when it is a
+    plain file of ours (one link, mode 0755 already), else a copy given mode 0755.
+
+    Nothing is ever done through what the bundle holds: a symlink there is refused (ELOOP), never
+    followed, and a file with other links (one that is also a file elsewhere) is copied, not
+    linked and chmodded, so no mode change can reach a file outside the bundle.
+    """
+    placed = staged / installed.name
+    info = os.lstat(installed)
+    if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and stat.S_IMODE(info.st_mode) == 0o755:
+        try:
+            os.link(installed, placed, follow_symlinks=False)
+            linked = os.lstat(placed)
+            if (linked.st_ino, linked.st_dev) == (info.st_ino, info.st_dev):
+                return
+            os.unlink(placed)  # replaced between the two looks: copy what is there instead
+        except OSError:
+            pass  # no hard links on this file system
+    copy_new_file(installed, placed, 0o755, follow_symlinks=False)
+
+
+def _remember(
+    state: InstallState, item: _Work, manifest: _ManifestText, checkout: Checkout
+) -> None:
+    state.owners[item.source.id] = checkout
+    state.plugins[item.source.id] = PluginRecord(
+        inputs=item.inputs,
+        installed=_installed_signatures(item.target) or {},
+        version=manifest.version,
+        library=item.artifact.file_name,
+        manifest=ManifestRecord(
+            inputs=_manifest_inputs(item),
+            text=manifest.text,
+            version=manifest.version,
+            warnings=manifest.warnings,
+        ),
+    )
 
 
 def _input_signatures(
@@ -651,7 +695,7 @@ def _input_signatures(
     else:
         inputs["declaration"] = repr(sorted(source.data.items()))
     if source.crate_dir is not None:
-        inputs["cargo"] = _cargo_signatures(settings, source.crate_dir, run_inputs)
+        inputs["cargo"] = tuple(_cargo_signatures(settings, source.crate_dir, run_inputs))
     return inputs
 
 
@@ -682,48 +726,66 @@ def _packaged_template() -> Path:
 
 
 def _installed_signatures(target: Path) -> dict[str, Signature] | None:
-    """Signatures of every entry of an installed bundle, or None when there is no bundle."""
+    """Signatures of every entry of an installed bundle (symlinks not followed: a library
+    replaced by a link has another signature), or None when there is no bundle."""
     try:
         names = os.listdir(target)
     except OSError:
         return None
     directory = str(target)
-    return {name: file_signature(os.path.join(directory, name)) for name in sorted(names)}
+    return {name: entry_signature(os.path.join(directory, name)) for name in sorted(names)}
 
 
 # --- orphans ---------------------------------------------------------------------------------
 
 
 def _orphans(
-    settings: Settings, scan: SourceScan, state: InstallState, staging: Path, dry_run: bool
+    settings: Settings,
+    scan: SourceScan,
+    state: InstallState,
+    staging: Path,
+    dry_run: bool,
+    checkout: Checkout,
 ) -> list[PluginAction]:
-    """Bundles this tool installed earlier whose source is gone: kept, or removed with prune.
+    """Bundles this checkout installed whose source it no longer declares: kept, or removed with
+    prune.
 
-    A source that could not be read is not gone: the bundle of each name it may stand for
-    (`scan.unresolved`) is left alone, and when a directory that may hold any number of sources
-    could not be listed, no bundle is called an orphan (`--prune` would delete live plugins).
+    Only the state's validated records say what is ours (each id one safe name, so
+    `native/<id>` is a directory entry right below native/), and only this checkout's: a bundle
+    another checkout installed into a shared plugins directory is its business. A source that
+    could not be read is not gone: the bundle of each name it may stand for (`scan.unresolved`)
+    is left alone, and when a directory that may hold any number of sources could not be listed,
+    no bundle is called an orphan (`--prune` would delete live plugins).
     """
     current = {s.id for s in scan.sources} | scan.unresolved
     actions = []
-    for plugin_id in sorted(set(state.plugins) - current):
+    for plugin_id in sorted(state.owned_by(checkout) - current):
         target = settings.native_dir / plugin_id
         if not os.path.lexists(target):
-            state.plugins.pop(plugin_id, None)
+            if not dry_run:
+                state.forget(plugin_id)
             continue
         if not scan.complete:
             continue
+        record = state.plugins.get(plugin_id)
+        version = record.version if record is not None else None
         if not settings.prune:
             actions.append(
                 PluginAction(
                     plugin_id,
                     "orphaned",
-                    state.plugins[plugin_id].get("version"),
+                    version,
                     detail="installed earlier, no source declares it now; --prune removes it",
                 )
             )
             continue
         if not dry_run:
-            remove_entry(park(target, staging))
-            state.plugins.pop(plugin_id, None)
+            try:
+                discard(park(target, staging))
+            except OSError as exc:
+                error = from_os_error(exc, target, f"remove the orphaned bundle {plugin_id}")
+                actions.append(PluginAction(plugin_id, "failed", version, error=error))
+                continue
+            state.forget(plugin_id)
         actions.append(PluginAction(plugin_id, "remove", detail="no source declares it any more"))
     return actions

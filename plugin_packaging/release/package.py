@@ -424,14 +424,11 @@ def _plan(context: _Context, source: PluginSource) -> _Plan:
     from plugin_packaging.sources.plugin_yml import render_manifest
 
     settings = context.settings
-    artifact = locate_artifact(settings.root, source, settings.platform)
+    artifact = locate_artifact(
+        settings.root, source, settings.platform, settings.allowed_source_dirs
+    )
     if artifact.problem:
-        error = PackagingError(
-            "artifact-unusable",
-            f"{artifact.problem} (looked for {artifact.declared}, from {source.origin}: artifact)",
-            artifact.path,
-            hint=f"build it first (e.g. `plugin-packaging build-plugins-native --only {source.id}`)",
-        )
+        error = artifact.absence_error(required=False)
         return _Plan(source.id, "failed", source, error=error)
     # The manifest comes from the sources alone: a published version is checked against it
     # whether or not anything is built (the registry is append-only either way).
@@ -774,6 +771,7 @@ def _variant_artifact(
         context.settings.root,
         replace(source, artifact=PurePosixPath(declared)),
         context.settings.platform,
+        context.settings.allowed_source_dirs,
     )
 
 
@@ -829,7 +827,11 @@ def _members(
     taken = {member.name.casefold(): "the bundle's own " + member.name for member in members}
     taken[entrypoint.casefold()] = f"the entry library {entrypoint}"
     for member in extra_file_members(
-        settings.root, source.data.get("extra_files"), where, source.origin
+        settings.root,
+        source.data.get("extra_files"),
+        where,
+        source.origin,
+        allowed=settings.allowed_source_dirs,
     ):
         clash = taken.get(member.name.casefold())
         if clash is not None:
@@ -844,7 +846,9 @@ def _members(
     return tuple(members)
 
 
-def extra_file_members(root: Path, declared: Any, where: Path, origin: str) -> list[ArchiveMember]:
+def extra_file_members(
+    root: Path, declared: Any, where: Path, origin: str, *, allowed: Sequence[Path] = ()
+) -> list[ArchiveMember]:
     """The bundle members of a source's `extra_files`.
 
     Each item is a path, or `{source, dest}`; sources are relative to the checkout root (like
@@ -894,8 +898,12 @@ def extra_file_members(root: Path, declared: Any, where: Path, origin: str) -> l
                 "extra-file-unsafe", f"`{label}`: {exc.message}", where, hint=exc.hint
             ) from None
         path = root / source_text
+        _refuse_outside(path, root, allowed, where, label)
         if path.is_dir() and not path.is_symlink():
             members.extend(_directory_members(path, dest, where, label))
+            for member in members:
+                if member.source is not None:
+                    _refuse_outside(member.source, root, allowed, where, label)
         elif path.is_file():
             members.append(ArchiveMember(dest, source=path, executable=_is_executable(path)))
         else:
@@ -909,6 +917,23 @@ def extra_file_members(root: Path, declared: Any, where: Path, origin: str) -> l
                 hint="extra_files sources are relative to the checkout root; build or add the file first",
             )
     return members
+
+
+def _refuse_outside(
+    path: Path, root: Path, allowed: Sequence[Path], where: Path, label: str
+) -> None:
+    """Refuse an extra file that resolves outside the checkout (see `outside_checkout`)."""
+    from plugin_packaging.sources.artifacts import outside_checkout
+
+    outside = outside_checkout(path, root, allowed)
+    if outside is not None:
+        raise PackagingError(
+            "source-outside-checkout",
+            f"`{label}` {path} resolves to {outside}, outside the checkout",
+            where,
+            hint="copy the file into the checkout, or allow its directory in "
+            "plugins.allowed_source_dirs",
+        )
 
 
 def _directory_members(directory: Path, dest: str, where: Path, label: str) -> list[ArchiveMember]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -16,6 +17,13 @@ from plugin_packaging.contract import library_file_name, library_stem
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.sources.scan import PluginSource
 from plugin_packaging.target import Platform
+
+#: The error code and hint for a source file (artifact, extra file) resolving out of the checkout.
+OUTSIDE_CODE = "source-outside-checkout"
+OUTSIDE_HINT = (
+    "build or copy the file into the checkout, or allow its directory in "
+    "plugins.allowed_source_dirs (invoke.yaml)"
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,8 @@ class Artifact:
     stat: os.stat_result | None
     #: Why something at `path` is not usable as a library (a directory, a FIFO), else None.
     problem: str | None = None
+    #: The real path outside the checkout that `path` resolves to, when it does (refused).
+    outside: Path | None = None
 
     @property
     def exists(self) -> bool:
@@ -53,11 +63,12 @@ class Artifact:
         """Why a plugin whose library is not there fails: something unusable has its name, or
         the plugin was required (`--only`, `--require-all`); None when it is merely not built."""
         if self.problem:
+            outside = self.outside is not None
             return PackagingError(
-                "artifact-unusable",
+                OUTSIDE_CODE if outside else "artifact-unusable",
                 f"{self.problem} ({self.looked_for})",
                 self.path,
-                hint="remove it and rebuild the plugin",
+                hint=OUTSIDE_HINT if outside else "remove it and rebuild the plugin",
             )
         if required:
             plugin_id = self.source.id
@@ -76,10 +87,34 @@ def artifact_path(source: PluginSource, platform: Platform) -> PurePosixPath:
     return source.artifact.with_name(library_file_name(stem, platform))
 
 
-def locate_artifact(root: Path, source: PluginSource, platform: Platform) -> Artifact:
-    """Look the library up on disk; a directory or a FIFO with the right name does not count."""
+def outside_checkout(path: Path, root: Path, allowed: Sequence[Path] = ()) -> Path | None:
+    """The real path of `path` when it lies outside `root` and every `allowed` directory (all
+    resolved), else None. Sources are read from the checkout: a symlink or `..` leading out of
+    it would install or publish a file nobody declared (a private key, another user's file)."""
+    real = Path(os.path.realpath(path))
+    for directory in (Path(os.path.realpath(root)), *allowed):
+        if real == directory or directory in real.parents:
+            return None
+    return real
+
+
+def locate_artifact(
+    root: Path, source: PluginSource, platform: Platform, allowed: Sequence[Path] = ()
+) -> Artifact:
+    """Look the library up on disk; a directory or a FIFO with the right name does not count,
+    nor a file that resolves outside the checkout and the `allowed` directories."""
     declared = artifact_path(source, platform)
     path = root / declared
+    outside = outside_checkout(path, root, allowed)
+    if outside is not None and os.path.lexists(path):
+        return Artifact(
+            source,
+            path,
+            declared,
+            None,
+            f"resolves to {outside}, outside the checkout",
+            outside=outside,
+        )
     try:
         info = os.stat(path)
     except FileNotFoundError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -36,9 +36,11 @@ COMMON_HELP = {
 INSTALL_HELP = {
     "require_all": "fail when a plugin is not built (for CI); by default it is reported and skipped",
     "no_check": "do not check the result against the loader's rules afterwards",
-    "prune": "remove bundles this tool installed earlier whose source is gone",
+    "prune": "remove bundles this checkout installed earlier whose source is gone",
     "force": "install a plugin even when the checker finds errors in its new bundle (by default "
     "it is not installed and the installed copy is kept)",
+    "adopt": "take over native/ID although this tool did not create it (its content is replaced)",
+    "adopt_all": "take over every native/<id>/ of a plugin being installed (see --adopt)",
 }
 
 #: Help texts of the options of the tasks that judge libraries against the loader's rules
@@ -194,7 +196,12 @@ def checked_format(output_format: str, formats: Sequence[FormatT]) -> FormatT:
 
 
 def install_and_print(
-    settings: Settings, only: Sequence[str], *, dry_run: bool, force: bool = False
+    settings: Settings,
+    only: Sequence[str],
+    *,
+    dry_run: bool,
+    force: bool = False,
+    adopt: Sequence[str] | Literal["all"] = (),
 ) -> bool:
     """Install (see `install_plugins`), print the report, then the checker's verdict unless
     checking is off or this is a dry run; True when a plugin failed or the check did."""
@@ -202,7 +209,12 @@ def install_and_print(
     from plugin_packaging.install.run import install_plugins
 
     report = install_plugins(
-        settings, only=only, dry_run=dry_run, require_all=settings.require_all, force=force
+        settings,
+        only=only,
+        dry_run=dry_run,
+        require_all=settings.require_all,
+        force=force,
+        adopt=adopt,
     )
     print(render_install(report, settings.native_dir))
     failed = report.failed

@@ -85,7 +85,7 @@ def build_plugins_native(
 
 
 @task(
-    iterable=["only"],
+    iterable=["only", "adopt"],
     help={
         "root": COMMON_HELP["root"],
         "plugins_dir": COMMON_HELP["plugins_dir"],
@@ -107,6 +107,8 @@ def install_plugins_native(
     no_check: bool = False,
     prune: bool = False,
     force: bool = False,
+    adopt: list[str] | None = None,
+    adopt_all: bool = False,
 ) -> None:
     """Build native plugins (release), then install them as copy-plugins-native does.
 
@@ -137,7 +139,11 @@ def install_plugins_native(
             raise Exit("nothing was installed: no plugin built", 1)
     if dry_run:
         print("install plan (from the libraries on disk now; the build above did not run):")
-    if install_and_print(settings, selected, dry_run=dry_run, force=force) or built.failed:
+    adopting = "all" if adopt_all else (adopt or ())
+    if (
+        install_and_print(settings, selected, dry_run=dry_run, force=force, adopt=adopting)
+        or built.failed
+    ):
         raise Exit(code=1)
 
 

@@ -16,7 +16,7 @@ from plugin_packaging.tasks.common import (
 
 
 @task(
-    iterable=["only"],
+    iterable=["only", "adopt"],
     help={
         **COMMON_HELP,
         **INSTALL_HELP,
@@ -34,6 +34,8 @@ def copy_plugins_native(
     require_all: bool = False,
     no_check: bool = False,
     prune: bool = False,
+    adopt: list[str] | None = None,
+    adopt_all: bool = False,
     jobs: int = 0,
     force: bool = False,
 ) -> None:
@@ -52,7 +54,8 @@ def copy_plugins_native(
         prune=prune or None,
         check=False if no_check else None,
     )
-    if install_and_print(settings, only or (), dry_run=dry_run, force=force):
+    adopting = "all" if adopt_all else (adopt or ())
+    if install_and_print(settings, only or (), dry_run=dry_run, force=force, adopt=adopting):
         raise Exit(code=1)
 
 
