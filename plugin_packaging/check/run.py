@@ -71,6 +71,8 @@ class CheckReport(FindingTally):
     probed: bool = False
     #: The bundles per-bundle rules looked at; None when they looked at all of them.
     checked_bundles: tuple[str, ...] | None = None
+    #: The findings of the per-bundle rules, per bundle they looked at (for a verdict cache).
+    bundle_findings: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)
 
     def to_dict(self, *, strict: bool = False) -> dict[str, Any]:
         """The versioned JSON document (schema: schemas/check-report.v1.json)."""
@@ -108,10 +110,13 @@ def check_plugins_dir(
     target: Target | None = None,
     probe: bool = False,
     probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
+    known: Mapping[str, tuple[Finding, ...]] | None = None,
 ) -> CheckReport:
     """Check `plugins_dir` as the server at `root` (its working directory) would load it.
 
-    `bundles` limits the per-bundle rules to those directory names of native/; `target` is the
+    `bundles` limits the per-bundle rules to those directory names of native/; `known` gives the
+    per-bundle findings of bundles outside that scope, found earlier on the very same files (see
+    `install/verdicts.py`), which the report then includes as if found now. `target` is the
     platform and architecture the libraries must load on (default: this host); `probe` loads each
     library in a child process to read its real kind and API version.
     """
@@ -152,7 +157,17 @@ def check_plugins_dir(
     plan, across = plan_loads(loader_sequence(active, bundled))
     violations.extend(across)
 
-    findings = _findings(violations, overrides, tree)
+    known = {
+        name: found
+        for name, found in (known or {}).items()
+        if scope is not None and name not in scope
+    }
+    findings = _findings(violations, overrides, tree, known)
+    per_bundle = {
+        bundle.name: _findings(list(inspection.violations), overrides, tree)
+        for bundle, inspection in zip(tree.bundles, inspections, strict=True)
+        if scope is None or bundle.name in scope
+    }
     checked = (
         tuple(sorted(b.name for b in tree.bundles if b.name in scope))
         if scope is not None
@@ -166,6 +181,7 @@ def check_plugins_dir(
         target=target,
         probed=probe,
         checked_bundles=checked,
+        bundle_findings=per_bundle,
     )
 
 
@@ -638,17 +654,24 @@ def _probe(
 
 
 def _findings(
-    violations: list[Violation], overrides: Mapping[str, str], tree: PluginTree
+    violations: list[Violation],
+    overrides: Mapping[str, str],
+    tree: PluginTree,
+    known: Mapping[str, tuple[Finding, ...]] | None = None,
 ) -> tuple[Finding, ...]:
-    """Apply the severity settings, drop ignored rules, and order by plugin as the loader would."""
+    """Apply the severity settings, drop ignored rules, add the `known` findings of bundles not
+    looked at again, and order by plugin as the loader would."""
     record_order = {entry.name: index for index, entry in enumerate(tree.active)}
 
-    def group(violation: Violation) -> tuple[Any, ...]:
-        if violation.record is not None:
-            return (1, record_order.get(violation.record, 0))
-        if violation.bundle is not None:
-            return (2, loader_order(tree.native_dir / violation.bundle))
+    def group(finding: Finding) -> tuple[Any, ...]:
+        if finding.record is not None:
+            return (1, record_order.get(finding.record, 0))
+        if finding.bundle is not None:
+            return (2, loader_order(tree.native_dir / finding.bundle))
         return (0,)
 
+    findings = [*graded(violations, overrides)]
+    for found in (known or {}).values():
+        findings.extend(found)
     # `sorted` is stable: within a plugin, findings keep the order the rules found them in.
-    return tuple(graded(sorted(violations, key=group), overrides))
+    return tuple(sorted(findings, key=group))

@@ -923,16 +923,15 @@ def _refuse_outside(
     path: Path, root: Path, allowed: Sequence[Path], where: Path, label: str
 ) -> None:
     """Refuse an extra file that resolves outside the checkout (see `outside_checkout`)."""
-    from plugin_packaging.sources.artifacts import outside_checkout
+    from plugin_packaging.sources.artifacts import OUTSIDE_CODE, OUTSIDE_HINT, outside_checkout
 
     outside = outside_checkout(path, root, allowed)
     if outside is not None:
         raise PackagingError(
-            "source-outside-checkout",
+            OUTSIDE_CODE,
             f"`{label}` {path} resolves to {outside}, outside the checkout",
             where,
-            hint="copy the file into the checkout, or allow its directory in "
-            "plugins.allowed_source_dirs",
+            hint=OUTSIDE_HINT,
         )
 
 

@@ -226,19 +226,24 @@ def install_and_print(
 def check_and_print(settings: Settings, bundles: Collection[str] | None) -> bool:
     """The checker's verdict after a task changed the tree; True when the loader would refuse.
 
-    `bundles` names what changed (None: everything), so a re-run that changed nothing opens no
-    library. The target platform is the one the task installed for, not necessarily the host.
+    The verdict always covers the whole tree. `bundles` names what changed (None: everything);
+    the other bundles are judged again only when their files changed since their verdict was
+    recorded (see `install/verdicts.py`), so a re-run that changed nothing opens no library. The
+    target platform is the one the task installed for, not necessarily the host.
     """
     from plugin_packaging.check.run import check_plugins_dir
     from plugin_packaging.install.report import render_check_summary
+    from plugin_packaging.install.verdicts import check_installed_tree
     from plugin_packaging.target import Target
 
-    result = check_plugins_dir(
-        settings.plugins_dir,
-        rule_overrides=settings.rules,
-        bundles=set(bundles) if bundles is not None else None,
-        root=settings.root,
-        target=Target.of(settings.platform),
-    )
+    if bundles is not None:
+        result = check_installed_tree(settings, bundles)
+    else:
+        result = check_plugins_dir(
+            settings.plugins_dir,
+            rule_overrides=settings.rules,
+            root=settings.root,
+            target=Target.of(settings.platform),
+        )
     print(render_check_summary(result))
     return result.failed()

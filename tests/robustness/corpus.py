@@ -641,9 +641,13 @@ C.add(
     "artifact-symlink-outside",
     "the built library is a symlink to a real library outside the checkout",
     lambda s: s.replace(ALPHA_ARTIFACT, "symlink", str(s.outside / "good" / "libgood.so")),
-    copy=Expect(0, ("alpha",), keeps=("native/beta",)),
+    # Refused: a symlink in a pull request must not install or publish a file from elsewhere
+    # (plugins.allowed_source_dirs allows a directory explicitly).
+    copy=Expect(
+        1, ("source-outside-checkout", "libalpha.so"), keeps=("native/alpha", "native/beta")
+    ),
     list=Expect(0, ("alpha",)),
-    package=Expect(0, ("alpha-0.1.0-bundle.tar.zst",)),
+    package=Expect(1, ("source-outside-checkout", "libalpha.so")),
 )
 
 # --- settings (invoke.yaml at the root) ---------------------------------------------------------

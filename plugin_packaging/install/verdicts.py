@@ -1,0 +1,137 @@
+"""The checker's verdict on a whole plugin tree after an install, without reading it all again.
+
+After `copy-plugins-native` the checker judges every bundle, not only those the run changed: a
+broken bundle installed earlier (with `--force`, or by hand) must keep failing the run, and the
+last line must never say the loader will accept a tree it will not. Reading every library on
+every no-op run would cost what the incremental install saves, so each bundle's findings are kept
+in the install state with a digest of everything they were computed from:
+
+- the lstat signature (size, mtime, inode, mode) of every entry in the bundle, recursively, and of
+  what a symlink in it points to;
+- the target platform and architecture, the severity settings, the tool's version;
+- what dependency resolution reads outside the bundle: `LD_LIBRARY_PATH`, the signature of
+  `/etc/ld.so.cache`, and the directory the server would run in.
+
+A bundle whose digest is unchanged gets its recorded findings again; any other is checked. Rules
+across plugins (duplicate node kinds, bare libraries, asset types) are always recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Collection
+from pathlib import Path
+
+from plugin_packaging import __version__
+from plugin_packaging.check.run import CheckReport, check_plugins_dir
+from plugin_packaging.contract import path_component_problem
+from plugin_packaging.errors import PackagingError
+from plugin_packaging.install.state import (
+    InstallState,
+    Verdict,
+    entry_signature,
+    file_signature,
+)
+from plugin_packaging.settings import Settings
+from plugin_packaging.target import Target
+
+#: A bundle with more entries than this is checked every time rather than walked for a digest.
+MAX_DIGEST_ENTRIES = 2000
+_LD_SO_CACHE = "/etc/ld.so.cache"
+
+
+def check_installed_tree(settings: Settings, changed: Collection[str]) -> CheckReport:
+    """Check `settings.plugins_dir` after an install that changed the bundles `changed`.
+
+    Takes the plugin directory's lock to update the recorded verdicts; a state that cannot be
+    saved only costs a full check next time.
+    """
+    from plugin_packaging._fs.lock import DirectoryLock
+
+    target = Target.of(settings.platform)
+    with DirectoryLock(settings.state_dir):
+        state = InstallState.load(settings.state_dir)
+        context = _context(settings, target)
+        digests = {
+            name: bundle_digest(settings.native_dir / name, context)
+            for name in _bundles(settings.native_dir)
+        }
+        known = {
+            name: verdict.findings
+            for name, verdict in state.verdicts.items()
+            if name not in changed and digests.get(name) == verdict.signature
+        }
+        report = check_plugins_dir(
+            settings.plugins_dir,
+            rule_overrides=settings.rules,
+            bundles={name for name in digests if name not in known},
+            root=settings.root,
+            target=target,
+            known=known,
+        )
+        verdicts = {name: state.verdicts[name] for name in known}
+        for name, findings in report.bundle_findings.items():
+            digest = digests.get(name)
+            if digest is not None and path_component_problem(name) is None:
+                verdicts[name] = Verdict(digest, findings)
+        state.verdicts = verdicts
+        try:
+            state.save(settings.state_dir)
+        except PackagingError:
+            pass  # only the verdict cache is lost: the next run checks every bundle
+    return report
+
+
+def _bundles(native_dir: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(native_dir))
+    except OSError:
+        return []
+
+
+def _context(settings: Settings, target: Target) -> str:
+    """What every bundle's verdict depends on besides its own files."""
+    return json.dumps(
+        [
+            __version__,
+            target.platform,
+            target.arch,
+            sorted(settings.rules.items()),
+            str(settings.root),
+            os.environ.get("LD_LIBRARY_PATH", ""),
+            file_signature(_LD_SO_CACHE),
+        ]
+    )
+
+
+def bundle_digest(bundle: Path, context: str) -> str | None:
+    """A digest of `bundle`'s entries (see the module docstring), or None when it cannot be
+    taken (unreadable, too many entries): such a bundle is checked every time."""
+    digest = hashlib.sha256(context.encode("utf-8"))
+    digest.update(repr((entry_signature(bundle), file_signature(bundle))).encode())
+    count = 0
+    pending = [bundle]
+    while pending:
+        directory = pending.pop()
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            return None
+        for name in names:
+            count += 1
+            if count > MAX_DIGEST_ENTRIES:
+                return None
+            path = directory / name
+            signature = entry_signature(path)
+            digest.update(os.fsencode(str(path.relative_to(bundle))) + b"\0")
+            digest.update(repr(signature).encode())
+            if signature is None:
+                continue
+            if stat.S_ISLNK(signature[3]):
+                digest.update(repr(file_signature(path)).encode())
+            elif stat.S_ISDIR(signature[3]):
+                pending.append(path)
+    return digest.hexdigest()
