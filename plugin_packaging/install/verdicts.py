@@ -10,7 +10,8 @@ in the install state with a digest of everything they were computed from:
   what a symlink in it points to;
 - the target platform and architecture, the severity settings, the tool's version;
 - what dependency resolution reads outside the bundle: `LD_LIBRARY_PATH`, the signature of
-  `/etc/ld.so.cache`, and the directory the server would run in.
+  `/etc/ld.so.cache`, the directory the server would run in, and where the plugins directory is
+  (findings name files by their path).
 
 A bundle whose digest is unchanged gets its recorded findings again; any other is checked. Rules
 across plugins (duplicate node kinds, bare libraries, asset types) are always recomputed.
@@ -23,6 +24,7 @@ import json
 import os
 import stat
 from collections.abc import Collection
+from contextlib import ExitStack
 from pathlib import Path
 
 from plugin_packaging import __version__
@@ -46,13 +48,24 @@ _LD_SO_CACHE = "/etc/ld.so.cache"
 def check_installed_tree(settings: Settings, changed: Collection[str]) -> CheckReport:
     """Check `settings.plugins_dir` after an install that changed the bundles `changed`.
 
-    Takes the plugin directory's lock to update the recorded verdicts; a state that cannot be
-    saved only costs a full check next time.
+    Takes the plugin directory's lock to update the recorded verdicts; without it (read-only,
+    held too long) every bundle is checked. A state that cannot be saved only costs a full check
+    next time.
     """
     from plugin_packaging._fs.lock import DirectoryLock
 
     target = Target.of(settings.platform)
-    with DirectoryLock(settings.state_dir):
+    with ExitStack() as held:
+        try:
+            held.enter_context(DirectoryLock(settings.state_dir))
+        except PackagingError:
+            # No lock, no recorded verdicts (a read-only or busy plugin directory): check it all.
+            return check_plugins_dir(
+                settings.plugins_dir,
+                rule_overrides=settings.rules,
+                root=settings.root,
+                target=target,
+            )
         state = InstallState.load(settings.state_dir)
         context = _context(settings, target)
         digests = {
@@ -101,6 +114,7 @@ def _context(settings: Settings, target: Target) -> str:
             target.arch,
             sorted(settings.rules.items()),
             str(settings.root),
+            str(settings.plugins_dir),
             os.environ.get("LD_LIBRARY_PATH", ""),
             file_signature(_LD_SO_CACHE),
         ]
