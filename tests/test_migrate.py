@@ -147,6 +147,17 @@ def test_migrated_bundles_are_exactly_what_copy_plugins_native_installs(flat_tre
     assert actions["volume-c"] == "up-to-date"
 
 
+def test_migrated_bundles_are_the_tools_own_so_a_rebuild_updates_them_without_adopt(
+    flat_tree: Path, native_libs
+) -> None:
+    code, out = run_in_process("migrate-plugins-native", "--root", str(flat_tree))
+    assert code == 0, out
+    settings = Settings.from_config({}, root=str(flat_tree))
+    shutil.copyfile(native_libs.good_c_other, flat_tree / VOLUME)  # rebuilt: other bytes
+    actions = {a.id: a for a in install_plugins(settings).actions}
+    assert actions["volume-c"].action == "update", actions["volume-c"]
+
+
 def test_an_existing_different_bundle_is_a_conflict_and_nothing_changes(
     flat_tree: Path, native_libs
 ) -> None:

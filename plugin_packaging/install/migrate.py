@@ -418,6 +418,7 @@ def migrate_plugins(
         if plan.blocked:
             return MigrationResult(plan, repairs=repairs)
         done: list[LibraryMove] = []
+        error: PackagingError | None = None
         for move in plan.moves:
             try:
                 _carry_out(move, staging)
@@ -428,11 +429,32 @@ def migrate_plugins(
                     Path(exc.filename) if exc.filename else move.library,
                     hint="fix the cause and run again; the moves before this one are done",
                 )
-                return MigrationResult(plan, tuple(done), repairs=repairs, error=error)
+                break
             except PackagingError as exc:
-                return MigrationResult(plan, tuple(done), repairs=repairs, error=exc)
+                error = exc
+                break
             done.append(move)
-        return MigrationResult(plan, tuple(done), repairs=repairs)
+        _record_owners(settings, done)
+        return MigrationResult(plan, tuple(done), repairs=repairs, error=error)
+
+
+def _record_owners(settings: Settings, done: list[LibraryMove]) -> None:
+    """The bundles a migration created are this tool's: record them as this checkout's, so that
+    copy-plugins-native may update them without `--adopt`. A state that cannot be saved only
+    means they need `--adopt` later."""
+    from plugin_packaging.install.state import Checkout, InstallState
+
+    created = [move.plugin_id for move in done if move.action == "move" and move.plugin_id]
+    if not created:
+        return
+    state = InstallState.load(settings.state_dir)
+    checkout = Checkout.of(settings.root)
+    for plugin_id in created:
+        state.owners[plugin_id] = checkout
+    try:
+        state.save(settings.state_dir)
+    except PackagingError:
+        pass
 
 
 def _carry_out(move: LibraryMove, staging: Path) -> None:
