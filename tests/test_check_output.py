@@ -328,8 +328,9 @@ def test_post_install_check_reports_what_the_install_produced(
     code, out = run_in_process("copy-plugins-native", "--root", str(sample_tree))
     assert code == 1
     assert "duplicate-node-kind" in out and "native/tone-generator/libtone_gen.so" in out
-    # The old bundle did not change: its own per-bundle findings are not part of the install's check.
-    assert "bundle-name-differs" not in out
+    # The verdict covers the whole tree: the old bundle's own findings are reported too, although
+    # this run did not change it (issue 10: never "accept" a tree the loader will not).
+    assert "bundle-name-differs" in out and "native/old-tone" in out
 
 
 def test_list_rules_shows_every_code_with_its_severity_after_settings(tree: PluginDir) -> None:

@@ -137,9 +137,9 @@ def claim_state_dir(state_dir: Path) -> None:
         if not stat.S_ISDIR(mode):
             raise PackagingError(
                 "state-dir-unsafe",
-                "is not a directory, but this tool keeps its bookkeeping there",
+                "is not a directory, but this tool writes into it (plugins, or its bookkeeping)",
                 path,
-                hint=f"remove it (`rm {path}`); the next run recreates the directory",
+                hint=f"move it away (`mv {path} {path}.bak`); the next run recreates the directory",
             )
 
 

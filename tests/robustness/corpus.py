@@ -646,7 +646,7 @@ C.add(
     copy=Expect(
         1, ("source-outside-checkout", "libalpha.so"), keeps=("native/alpha", "native/beta")
     ),
-    list=Expect(0, ("alpha",)),
+    list=Expect(1, ("source-outside-checkout", "libalpha.so")),
     package=Expect(1, ("source-outside-checkout", "libalpha.so")),
 )
 
@@ -930,7 +930,7 @@ C.add(
     group=_P,
     build=lambda s: (shutil.rmtree(s.native), s.write(".plugins/native", "oops\n")),
     check=Expect(2, ("plugins-dir-empty", ".plugins")),
-    copy=Expect(2, ("io-error", ".plugins/native")),
+    copy=Expect(2, ("state-dir-unsafe", ".plugins/native")),
     migrate=Expect(2, ("native-dir-not-directory", ".plugins/native")),
 )
 C.add(
