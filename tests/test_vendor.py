@@ -41,6 +41,7 @@ from plugin_packaging.release.vendor import SYSTEM_LIBRARIES
 SHERPA = "libsherpa-onnx-c-api.so"
 ONNXRUNTIME = "libonnxruntime.so"
 CODEC = "libstandin-codec.so.2"
+FDK_AAC = "libfdk-aac.so.2"
 BUNDLE = "sherpa-demo-1.0.0-bundle.tar.zst"
 ENTRY = "libsherpa_demo.so"
 DATE = "2025-03-04"
@@ -95,8 +96,19 @@ def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     codec = build_c_library(
         lib_dir, CODEC, source=base / "src" / "codec.c", flags=[f"-Wl,-soname,{CODEC}"]
     )
+    (base / "src" / "fdk.c").write_text(_ONNXRUNTIME_C.replace("onnx_answer", "fdk_answer"))
+    fdk_aac = build_c_library(
+        lib_dir, FDK_AAC, source=base / "src" / "fdk.c", flags=[f"-Wl,-soname,{FDK_AAC}"]
+    )
     return {
         "lib_dir": lib_dir,
+        "plugin_with_fdk_aac": build_c_library(
+            base / "aac",
+            ENTRY,
+            defines={"PLUGIN_KIND": c_string_literal(GOOD_C_KIND)},
+            flags=["-Wl,--no-as-needed", f"-Wl,-rpath,{lib_dir}", "-Wl,--enable-new-dtags"],
+            link_inputs=[fdk_aac],
+        ),
         "plugin": build_sherpa_plugin(base / "plugin", lib_dir),
         "plugin_without_runpath": build_sherpa_plugin(base / "bare", lib_dir, runpath=False),
         "plugin_with_codec": build_c_library(
@@ -309,6 +321,24 @@ def test_an_excluded_library_is_left_to_the_system_and_verify_agrees(
     )
     code, out = verify(tree)
     assert code == 1 and "error[bundle-dependency-not-vendored]" in out
+
+
+def test_libfdk_aac_is_left_to_users_as_streamkits_aac_encoder_asks(
+    tree: Path, stand_ins: dict[str, Path]
+) -> None:
+    # aac-encoder's description says "Requires libfdk-aac.so.2 at runtime": StreamKit does
+    # not redistribute FDK AAC, and neither does vendoring.
+    install_library(tree, stand_ins["plugin_with_fdk_aac"], "sherpa_demo")
+    code, out = package(tree)
+    assert code == 0, out
+    archive = tree / "dist" / "bundles" / BUNDLE
+    assert set(tar_members(archive)) == {ENTRY, "plugin.yml", "manifest.json"}
+    code, out = verify(tree)
+    assert code == 0, out
+    assert (
+        f"info[bundle-dependency-system]: {archive / ENTRY}: needs {FDK_AAC} from the system "
+        "(never vendored: StreamKit's plugins ask users to install it)"
+    ) in out
 
 
 def test_streamkits_gate_requires_the_sherpa_runtime_even_when_excluded(tree: Path) -> None:

@@ -3,7 +3,8 @@
 What auditwheel's `repair` does for wheels, for StreamKit bundles. Every `DT_NEEDED` library of
 the entry library that the target's baseline system does not provide (the policy kept as data in
 `system-libraries.json`, after auditwheel's manylinux whitelist; plus CUDA's libraries, which
-come from the user's driver and toolkit) is looked up where the dynamic loader would find it on
+come from the user's driver and toolkit, and the few StreamKit's plugins ask users to install,
+such as libfdk-aac) is looked up where the dynamic loader would find it on
 the build machine (`binary/dynlinks.py`: RPATH, LD_LIBRARY_PATH, RUNPATH with `$ORIGIN`, the
 ld.so cache, the system directories; `plugins.vendor.search_dirs` before all of them), put into
 the bundle next to the entry library under its `DT_NEEDED` name (`libonnxruntime.so`, as
@@ -67,22 +68,28 @@ ORIGIN = "$ORIGIN"
 SEARCH_DIRS_LABEL = "plugins.vendor.search_dirs"
 #: `left_to_system`'s answer for a library the settings exclude.
 EXCLUDED = "plugins.vendor.exclude"
+#: `left_to_system`'s answer for a library users install themselves.
+USER_INSTALLED_REASON = "StreamKit's plugins ask users to install it"
 _PATCHELF_TIMEOUT_SECONDS = 300
 
 
-def _read_policy() -> frozenset[str]:
+def _read_policy() -> tuple[frozenset[str], frozenset[str]]:
     data = json.loads(files("plugin_packaging.release").joinpath(POLICY_FILE).read_text("utf-8"))
-    return frozenset(name for group in data["groups"].values() for name in group)
+    system = frozenset(name for group in data["groups"].values() for name in group)
+    return system, frozenset(data["user-installed"]["libraries"])
 
 
 #: Needed libraries every Linux machine has: never vendored, never required in a bundle.
-SYSTEM_LIBRARIES = _read_policy()
+#: And those StreamKit's plugins ask users to install (libfdk-aac): never vendored either.
+SYSTEM_LIBRARIES, USER_INSTALLED = _read_policy()
 
 
 def left_to_system(name: str, settings: VendorSettings) -> str | None:
     """Why `name` is not vendored (the target provides it), or None when it must be bundled."""
     if name in SYSTEM_LIBRARIES:
         return "the baseline system"
+    if name in USER_INSTALLED:
+        return USER_INSTALLED_REASON
     if CUDA_LIBRARY.match(name):
         return "CUDA"  # the user's driver and toolkit; a CPU bundle must not need it at all
     if any(fnmatch.fnmatchcase(name, pattern) for pattern in settings.exclude):

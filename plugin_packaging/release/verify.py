@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from plugin_packaging import __version__
 from plugin_packaging.contract import MANIFEST_NAME
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.release.vendor import EXCLUDED, left_to_system
+from plugin_packaging.release.vendor import EXCLUDED, USER_INSTALLED_REASON, left_to_system
 from plugin_packaging.rules.bundle import CUDA_LIBRARY
 from plugin_packaging.rules.model import Finding, FindingTally, Violation
 from plugin_packaging.rules.table import graded, validate_overrides
@@ -733,8 +733,12 @@ def _check_dependencies(
                         pass  # vendored but unreadable: ld.so would fail on it; not ours to diagnose
                 continue
             system = left_to_system(name, vendor)
-            if system == EXCLUDED:
-                found_text = f"excluded from vendoring by {EXCLUDED}"
+            if system in (EXCLUDED, USER_INSTALLED_REASON):
+                found_text = (
+                    f"excluded from vendoring by {EXCLUDED}"
+                    if system == EXCLUDED
+                    else f"never vendored: {USER_INSTALLED_REASON}"
+                )
                 out.append(
                     subject.violation(
                         "bundle-dependency-system", member, symbol=name, found=found_text
