@@ -608,6 +608,35 @@ def test_bad_extra_files_fail_that_plugin_naming_its_manifest(
     assert not (release_tree / "dist" / "bundles").exists()
 
 
+@pytest.mark.parametrize("inside_a_directory", [False, True])
+def test_an_extra_file_resolving_outside_the_checkout_is_refused_unless_allowed(
+    release_tree: Path, tmp_path: Path, inside_a_directory: bool
+) -> None:
+    """A symlink in a pull request must not publish a private file from elsewhere (0600 here)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "id_ed25519"
+    secret.write_text("private")
+    os.chmod(secret, 0o600)
+    if inside_a_directory:
+        (release_tree / "docs").mkdir()
+        os.symlink(secret, release_tree / "docs" / "key.txt")
+        declared = "docs"
+    else:
+        os.symlink(secret, release_tree / "key.txt")
+        declared = "key.txt"
+    manifest = release_tree / "plugins" / "native" / "other" / "plugin.yml"
+    edit_source(manifest, extra_files=[declared])
+    code, out = package(release_tree)
+    assert code == 1 and "source-outside-checkout" in out and "plugins.allowed_source_dirs" in out
+    assert not (release_tree / "dist" / "bundles").exists()
+    (release_tree / "invoke.yaml").write_text(
+        yaml.safe_dump({"plugins": {"allowed_source_dirs": [str(outside)]}})
+    )
+    code, out = package(release_tree)
+    assert code == 0, out
+
+
 def test_a_failed_run_leaves_the_previous_output_untouched(release_tree: Path) -> None:
     assert package(release_tree)[0] == 0
     before = snapshot(release_tree / "dist")
