@@ -25,7 +25,8 @@ ENTRY_DECLARATION_C = (
 MANIFEST_NAME = "plugin.yml"
 #: Where a plugin's source declares it, in the order discovery prefers them (`marketplace.yml`
 #: is StreamKit's deprecated name, still read with a warning).
-SOURCE_MANIFEST_NAMES = (MANIFEST_NAME, "plugin.yaml", "marketplace.yml")
+DEPRECATED_SOURCE_MANIFEST_NAME = "marketplace.yml"
+SOURCE_MANIFEST_NAMES = (MANIFEST_NAME, "plugin.yaml", DEPRECATED_SOURCE_MANIFEST_NAME)
 
 #: Extensions the server's `is_native_lib` accepts; compared case-sensitively, like Rust's.
 LIBRARY_EXTENSIONS = ("so", "dylib", "dll")

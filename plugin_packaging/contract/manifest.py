@@ -74,7 +74,7 @@ STRING_KEYS = (
 )
 #: The `kind` values the server's parse accepts; only `native` belongs in native/.
 KINDS = ("native", "wasm")
-#: Model `source` values and the keys each requires beside it.
+#: Where a model comes from; each source requires its own keys beside it.
 MODEL_SOURCES = ("huggingface", "url")
 
 #: The server's cap on one asset type's `max_size_bytes` (N10).
@@ -114,7 +114,7 @@ def parses(problems: tuple[ManifestProblem, ...]) -> bool:
 _STRINGS = tuple(key for key in STRING_KEYS if key != "kind")
 
 
-def type_name(value: Any) -> str:
+def _type_name(value: Any) -> str:
     """A value's type as a person reads YAML: `a number (0.1)`, `a boolean (true)`, `null`."""
     if value is None:
         return "null"
@@ -149,9 +149,9 @@ class _Shape:
                 leaf = key.rsplit(".", 1)[-1]
                 fix = (
                     f'quote it, with the characters you meant: `{leaf}: "..."`; unquoted, YAML reads '
-                    f"it as {type_name(value)}"
+                    f"it as {_type_name(value)}"
                 )
-        details = {"expected": expected, "actual": type_name(value), "fix": fix}
+        details = {"expected": expected, "actual": _type_name(value), "fix": fix}
         self.out.append(ManifestProblem("manifest-wrong-type", key, details, fatal=True))
 
     def string(self, data: Mapping[str, Any], key: str, where: str, required: bool = False) -> None:
@@ -283,7 +283,8 @@ def _model_shape(shape: _Shape, index: int, model: Mapping[str, Any]) -> None:
             f"{where}source", "add `source: huggingface` (with repo_id, files) or `source: url`"
         )
     else:
-        shape.wrong(f"{where}source", "`huggingface` or `url`", source)
+        expected = " or ".join(f"`{name}`" for name in MODEL_SOURCES)
+        shape.wrong(f"{where}source", expected, source)
 
 
 def _text_problems(value: Any, key: str, out: list[ManifestProblem], depth: int = 0) -> bool:
@@ -334,7 +335,7 @@ def _policy_problems(data: Mapping[str, Any], out: list[ManifestProblem]) -> Non
             out.append(ManifestProblem("manifest-node-kind", "node_kind", details))
     entrypoint = data.get("entrypoint")
     if isinstance(entrypoint, str):
-        problem = entrypoint_problem(entrypoint)
+        problem = _entrypoint_problem(entrypoint)
         if problem:
             details = {"value": entrypoint, "problem": problem}
             out.append(ManifestProblem("manifest-entrypoint-unsafe", "entrypoint", details))
@@ -345,7 +346,7 @@ def _policy_problems(data: Mapping[str, Any], out: list[ManifestProblem]) -> Non
                 _asset_problems(index, asset, out)
 
 
-def entrypoint_problem(entrypoint: str) -> str | None:
+def _entrypoint_problem(entrypoint: str) -> str | None:
     """Why `entrypoint` cannot name a native library inside a bundle, or None when it can."""
     problem = relative_path_problem(entrypoint)
     if problem is None and PurePosixPath(entrypoint).suffix[1:] not in LIBRARY_EXTENSIONS:

@@ -38,10 +38,6 @@ def _join(*tables: Mapping[str, LoaderRule]) -> dict[str, LoaderRule]:
 RULES: Mapping[str, LoaderRule] = _join(LOADER_RULES, BUNDLE_RULES)
 
 
-def rule_of(violation: Violation) -> LoaderRule:
-    return RULES[violation.code]
-
-
 def blocks_load(violation: Violation) -> bool:
     """Whether the server skips the library or record `violation` is about."""
     return RULES[violation.code].blocks(violation)

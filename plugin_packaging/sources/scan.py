@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from plugin_packaging.contract import (
+    DEPRECATED_SOURCE_MANIFEST_NAME,
     SOURCE_MANIFEST_NAMES,
     is_native_library_name,
     path_component_problem,
@@ -25,7 +26,6 @@ from plugin_packaging.errors import PackagingError, display_path
 from plugin_packaging.settings import Settings
 
 #: File names of source manifests, best first; `marketplace.yml` is the deprecated one.
-DEPRECATED_MANIFEST_NAME = SOURCE_MANIFEST_NAMES[-1]
 
 
 @dataclass(frozen=True)
@@ -275,7 +275,7 @@ def scan_sources(settings: Settings, cache: dict[str, Any] | None = None) -> Sou
             continue
         if source is None:
             continue
-        if path.name == DEPRECATED_MANIFEST_NAME:
+        if path.name == DEPRECATED_SOURCE_MANIFEST_NAME:
             warnings.append(
                 PackagingError(
                     "source-manifest-deprecated",
