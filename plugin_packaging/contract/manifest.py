@@ -28,29 +28,32 @@ from plugin_packaging.contract import (
 )
 from plugin_packaging.contract.semver import is_semver
 
-#: Keys of the server's `PluginManifest`, in the order the generated file lists them. Only these
-#: are copied into an installed manifest, so keys that only StreamKit's build tooling reads
-#: (`artifact`, `artifact_<accelerator>`, `accelerators`, `extra_files`, `repo`) never reach it.
-SERVER_KEYS = (
-    "schema_version",
-    "id",
-    "name",
-    "version",
-    "node_kind",
-    "kind",
-    "entrypoint",
-    "description",
-    "license",
-    "license_url",
-    "homepage",
-    "repository",
-    "compatibility",
-    "models",
-    "assets",
-)
+#: The keys of the server's `PluginManifest`, in the order the generated file lists them, and
+#: what each holds. Only these are copied into an installed manifest, so keys that only
+#: StreamKit's build tooling reads (`artifact`, `artifact_<accelerator>`, `accelerators`,
+#: `extra_files`, `repo`) never reach it.
+SERVER_SCHEMA: dict[str, str] = {
+    "schema_version": "integer",
+    "id": "string",
+    "name": "string",
+    "version": "string",
+    "node_kind": "string",
+    "kind": "string",
+    "entrypoint": "string",
+    "description": "string",
+    "license": "string",
+    "license_url": "string",
+    "homepage": "string",
+    "repository": "string",
+    "compatibility": "mapping",
+    "models": "list of models",
+    "assets": "list of asset types",
+}
+SERVER_KEYS = tuple(SERVER_SCHEMA)
+#: Top-level keys whose value the server parses as a string.
+STRING_KEYS = tuple(key for key, holds in SERVER_SCHEMA.items() if holds == "string")
 #: What the server's `PluginManifest` parse cannot do without (also a registry manifest's), and
 #: how to add each.
-REQUIRED_KEYS = ("id", "version", "node_kind", "kind", "entrypoint")
 _REQUIRED_FIXES = {
     "id": "add `id: <plugin-id>` (the plugin's source directory name)",
     "version": 'add `version: "X.Y.Z"` (the plugin crate\'s [package].version)',
@@ -58,20 +61,7 @@ _REQUIRED_FIXES = {
     "kind": "add `kind: native`",
     "entrypoint": "add `entrypoint: <library file name>`",
 }
-#: Top-level keys whose value the server parses as a string.
-STRING_KEYS = (
-    "id",
-    "name",
-    "version",
-    "node_kind",
-    "kind",
-    "entrypoint",
-    "description",
-    "license",
-    "license_url",
-    "homepage",
-    "repository",
-)
+REQUIRED_KEYS = tuple(_REQUIRED_FIXES)
 #: The `kind` values the server's parse accepts; only `native` belongs in native/.
 KINDS = ("native", "wasm")
 #: Where a model comes from; each source requires its own keys beside it.
