@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
+from plugin_packaging.errors import PackagingError
+
 #: O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused right after). Reads from
 #: a regular file are not affected by the flag.
 _READ_FLAGS = (
@@ -159,3 +161,11 @@ def _send_whole_file(source_fd: int, target_fd: int) -> bool:
         if sent == 0:
             return True
         offset += sent
+
+
+def require_directory(path: Path, code: str, what: str, hint: str) -> None:
+    """Raise `code` ("<what> does not exist" or "... is not a directory") unless `path` is a
+    directory, for the directories a task is pointed at (plugins, registry, bundles)."""
+    if not path.is_dir():
+        problem = "does not exist" if not os.path.lexists(path) else "is not a directory"
+        raise PackagingError(code, f"{what} {problem}", path, hint=hint)

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from plugin_packaging._fs.files import require_directory
 from plugin_packaging.contract import LIBRARY_EXTENSIONS, is_native_library_name
 from plugin_packaging.errors import PackagingError
 
@@ -92,14 +93,12 @@ def loader_order(path: Path) -> tuple[str, ...]:
 
 def read_plugin_tree(plugins_dir: Path) -> PluginTree:
     """List `plugins_dir`; raise `PackagingError` when it does not exist or holds nothing to check."""
-    if not plugins_dir.is_dir():
-        what = "does not exist" if not os.path.lexists(plugins_dir) else "is not a directory"
-        raise PackagingError(
-            "plugins-dir-missing",
-            f"the plugin directory {what}",
-            plugins_dir,
-            hint="pass --plugins-dir (or --root), or install plugins first with copy-plugins-native",
-        )
+    require_directory(
+        plugins_dir,
+        "plugins-dir-missing",
+        "the plugin directory",
+        hint="pass --plugins-dir (or --root), or install plugins first with copy-plugins-native",
+    )
     native, active = plugins_dir / "native", plugins_dir / "active"
     has_native, has_active = native.is_dir(), active.is_dir()
     if not has_native and not has_active:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plugin_packaging._fs.files import require_directory
 from plugin_packaging._fs.yamlio import load_json, read_text
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.release.registry import INDEX_FILE, MANIFEST_FILE, SIGNATURE_FILE
@@ -66,15 +67,13 @@ def manifest_location(registry_dir: Path, plugin_id: str, version: str) -> Path:
 
 def read_registry(path: Path) -> PublishedRegistry:
     """Read the registry at `path`; raise a `PackagingError` naming the first broken file."""
-    if not path.is_dir():
-        what = "does not exist" if not os.path.lexists(path) else "is not a directory"
-        raise PackagingError(
-            "registry-missing",
-            f"the published registry {what}",
-            path,
-            hint="point --existing-registry at the published registry (e.g. docs/public/registry), "
-            "or leave it out for a first release",
-        )
+    require_directory(
+        path,
+        "registry-missing",
+        "the published registry",
+        hint="point --existing-registry at the published registry (e.g. docs/public/registry), "
+        "or leave it out for a first release",
+    )
     versions: dict[tuple[str, str], PublishedVersion] = {}
     plugins_dir = path / PLUGINS_DIR
     for plugin_dir in _subdirectories(plugins_dir):

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from plugin_packaging import __version__
+from plugin_packaging._fs.files import require_directory
 from plugin_packaging.contract import MANIFEST_NAME
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.release.vendor import EXCLUDED, USER_INSTALLED_REASON, left_to_system
@@ -191,14 +192,12 @@ class _Run:
 
 
 def _archives(bundles_dir: Path) -> list[Path]:
-    if not bundles_dir.is_dir():
-        what = "does not exist" if not os.path.lexists(bundles_dir) else "is not a directory"
-        raise PackagingError(
-            "bundles-dir-missing",
-            f"the bundles directory {what}",
-            bundles_dir,
-            hint="pass --bundles DIR (package-plugins-native writes <out>/bundles)",
-        )
+    require_directory(
+        bundles_dir,
+        "bundles-dir-missing",
+        "the bundles directory",
+        hint="pass --bundles DIR (package-plugins-native writes <out>/bundles)",
+    )
     archives = sorted(p for p in bundles_dir.iterdir() if is_bundle_name(p.name) and not p.is_dir())
     if not archives:
         raise PackagingError(
