@@ -20,16 +20,57 @@ class PackagingError(Exception):
         message: str,
         path: Path | str | None = None,
         hint: str | None = None,
+        *,
+        key: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.path = Path(path) if path is not None else None
         self.hint = hint
+        #: The manifest or settings key the error is about, so its place can be found.
+        self.key = key
+        #: 1-based place in `path` of the cause, when known (`path:line:column` in messages,
+        #: `line=`/`col=` in GitHub annotations).
+        self.line = line
+        self.column = column
+
+    def placed(self, line: int | None, column: int | None = None) -> PackagingError:
+        """This error with the place of its cause in `path` (kept when already known)."""
+        if self.line is None and line is not None:
+            self.line, self.column = line, column
+        return self
+
+    @property
+    def location(self) -> str | None:
+        """`path`, `path:line` or `path:line:column` as editors and compilers print them."""
+        if self.path is None:
+            return None
+        where = display_path(self.path)
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return where
+
+    def to_dict(self, severity: str = "error") -> dict[str, object]:
+        """The error in a versioned JSON report (`$defs/problem` of the report schemas)."""
+        return {
+            "code": self.code,
+            "severity": severity,
+            "message": self.message,
+            "hint": self.hint,
+            "path": display_path(self.path) if self.path is not None else None,
+            "line": self.line,
+            "column": self.column,
+            "key": self.key,
+        }
 
     def render(self, severity: str = "error") -> str:
-        """The message as shown to a person: `error[code]: path: message` and the hint below."""
-        where = f"{display_path(self.path)}: " if self.path is not None else ""
+        """The message as shown to a person: `error[code]: path:line:col: message`, the hint below."""
+        where = f"{self.location}: " if self.path is not None else ""
         # Messages quote names from disk and manifests: escaped, a newline in one cannot break
         # the message or forge a line after it.
         text = f"{severity}[{self.code}]: {where}{printable(self.message)}"

@@ -41,7 +41,7 @@ def test_bundle_without_manifest_still_loads_but_is_a_warning(bundle) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("id: good\nversion: [unclosed\n", "at line 3"),
+        ("id: good\nversion: [unclosed\n", "plugin.yml:3:1 is not valid YAML"),
         ("- just\n- a list\n", "not a mapping"),
         ("", "empty"),
         (b"id: caf\xe9\n", "not UTF-8"),

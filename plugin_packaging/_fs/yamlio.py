@@ -171,10 +171,13 @@ def _careful_load(text: str, path: Path) -> Any:
         raise _reader_error(exc, text, path) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
         raise PackagingError(
-            "manifest-invalid-yaml", f"is not valid YAML{where}: {problem}", path
+            "manifest-invalid-yaml",
+            f"is not valid YAML: {problem}",
+            path,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
         ) from None
     except yaml.YAMLError as exc:
         raise PackagingError("manifest-invalid-yaml", f"is not valid YAML: {exc}", path) from None
@@ -193,10 +196,11 @@ def _reader_error(exc: Any, text: str, path: Path) -> PackagingError:
     column = exc.position - (before.rfind("\n") + 1) + 1
     return PackagingError(
         "manifest-invalid-yaml",
-        f"is not valid YAML at line {line}, column {column}: the character U+{exc.character:04X} is "
-        "not allowed in YAML",
+        f"is not valid YAML: the character U+{exc.character:04X} is not allowed in YAML",
         path,
         hint="remove the control character (YAML allows tabs, line breaks and printable text)",
+        line=line,
+        column=column,
     )
 
 
@@ -210,9 +214,11 @@ def load_json(text: str, path: Path, *, code: str, what: str, hint: str | None =
     except json.JSONDecodeError as exc:
         raise PackagingError(
             code,
-            f"is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            f"is not valid JSON: {exc.msg}",
             path,
             hint=hint,
+            line=exc.lineno,
+            column=exc.colno,
         ) from None
     except RecursionError:
         raise PackagingError(code, f"nests too deeply to be {what}", path, hint=hint) from None
@@ -221,3 +227,30 @@ def load_json(text: str, path: Path, *, code: str, what: str, hint: str | None =
 def load_yaml_file(path: Path) -> Any:
     """Read and parse one YAML file (see `read_text` and `load_yaml`)."""
     return load_yaml(read_text(path), path)
+
+
+def placed_at_key(error: PackagingError) -> PackagingError:
+    """`error` with the line and column of its top-level `key` in its YAML file, when it names
+    one; for messages (`path:line:col`) and annotations on the line of a pull request's file.
+
+    Only errors are placed, so the file is read again here rather than every manifest being
+    parsed into marked nodes on the quick path. Any trouble finding the key leaves the error
+    as it was: the place is a help, the error is the message.
+    """
+    if error.key is None or error.line is not None or error.path is None:
+        return error
+    if error.path.suffix not in (".yml", ".yaml"):
+        return error
+    try:
+        import yaml
+
+        node = yaml.compose(read_text(error.path), Loader=yaml.SafeLoader)
+    except Exception:
+        return error
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == error.key:
+                # The value is what is wrong (`version: 1.0`), so the column points at it.
+                mark = value_node.start_mark
+                return error.placed(mark.line + 1, mark.column + 1)
+    return error

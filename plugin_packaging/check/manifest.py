@@ -71,7 +71,8 @@ def read_manifest(path: Path, bundle: str | None) -> ManifestRead:
     try:
         data = _load(path)
     except PackagingError as exc:
-        detail = f"{path.name} {exc.message}"
+        place = f":{exc.line}:{exc.column}" if exc.line is not None else ""
+        detail = f"{path.name}{place} {exc.message}"
         return ManifestRead(
             path,
             None,

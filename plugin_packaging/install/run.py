@@ -156,11 +156,24 @@ def install_plugins(
     """
     adopting: frozenset[str] | Literal["all"] = adopt if adopt == "all" else frozenset(adopt)
     if dry_run:
-        return _run(settings, only, True, require_all, force, adopting)
+        return _placed(_run(settings, only, True, require_all, force, adopting))
     from plugin_packaging._fs.lock import DirectoryLock
 
     with DirectoryLock(settings.state_dir):
-        return _run(settings, only, False, require_all, force, adopting)
+        report = _run(settings, only, False, require_all, force, adopting)
+    return _placed(report)
+
+
+def _placed(report: InstallReport) -> InstallReport:
+    """Give each plugin's manifest errors and warnings the line of the key they are about, so
+    messages say `plugin.yml:3:10` and annotations land on that line (only when there are any)."""
+    problems = [p for a in report.actions for p in (a.error, *a.warnings) if p is not None]
+    if any(p.key is not None for p in problems):
+        from plugin_packaging._fs.yamlio import placed_at_key
+
+        for problem in problems:
+            placed_at_key(problem)
+    return report
 
 
 def _run(

@@ -81,6 +81,7 @@ def generate_manifest(
                 f"`entrypoint` {declared_entry!r} {problem}",
                 origin_path,
                 hint=f"name the library file inside the bundle, e.g. `entrypoint: {entrypoint}`",
+                key="entrypoint",
             )
     if (
         declared_entry is not None
@@ -93,6 +94,7 @@ def generate_manifest(
                 f"declares entrypoint {declared_entry!r} but the library installed is {entrypoint!r}",
                 origin_path,
                 hint="the generated plugin.yml uses the installed file name; fix `entrypoint` to match `artifact`",
+                key="entrypoint",
             )
         )
     data["entrypoint"] = entrypoint
@@ -118,6 +120,7 @@ def _fill_from_crate(
                 f"declares version {declared} but {crate.path.name} has {crate.version}",
                 origin_path,
                 hint=f"make them equal (StreamKit's tooling requires it); {declared} is used",
+                key="version",
             )
         )
 
@@ -135,12 +138,19 @@ def refuse_invalid_manifest(
         if problem.fatal or effective_severity(problem.code, rule_overrides) == "error"
     ]
     if len(refused) == 1:
-        raise PackagingError(refused[0].code, refused[0].message, path, hint=refused[0].hint)
+        raise PackagingError(
+            refused[0].code, refused[0].message, path, hint=refused[0].hint, key=refused[0].key
+        )
     if refused:
         listed = "; ".join(f"({n}) {f.message}" for n, f in enumerate(refused, 1))
         hints = "; ".join(f"({n}) {f.hint}" for n, f in enumerate(refused, 1))
+        # Placed (for `path:line:col` and annotations) at the first problem's key.
         raise PackagingError(
-            "manifest-invalid", f"has {len(refused)} problems: {listed}", path, hint=hints
+            "manifest-invalid",
+            f"has {len(refused)} problems: {listed}",
+            path,
+            hint=hints,
+            key=refused[0].key,
         )
 
 

@@ -291,6 +291,7 @@ def scan_sources(settings: Settings, cache: dict[str, Any] | None = None) -> Sou
                     f"declares id {source.id!r} in directory {path.parent.name!r}",
                     path,
                     hint="StreamKit's tooling expects the id to equal the directory name",
+                    key="id",
                 )
             )
         sources.append(source)
@@ -302,6 +303,11 @@ def scan_sources(settings: Settings, cache: dict[str, Any] | None = None) -> Sou
             unresolved.add(str(plugin_id))
     unique, duplicates = _without_duplicate_ids(sources)
     errors.extend(duplicates)
+    if errors or warnings:
+        from plugin_packaging._fs.yamlio import placed_at_key
+
+        errors = [placed_at_key(error) for error in errors]
+        warnings = [placed_at_key(warning) for warning in warnings]
     return SourceScan(
         tuple(unique),
         tuple(errors),
@@ -438,6 +444,7 @@ def _checked_id(value: Any, where: Path, key: str) -> str:
             f"`{key}` {value!r} {problem}",
             where,
             hint="use a plain name such as `my-plugin` (it becomes a directory name)",
+            key=key,
         )
     return value
 
@@ -450,6 +457,7 @@ def _checked_artifact(value: Any, where: Path, key: str) -> PurePosixPath:
             f"`{key}` {value!r} {problem}",
             where,
             hint="give the build output relative to the checkout root",
+            key=key,
         )
     artifact = PurePosixPath(value)
     if not is_native_library_name(artifact.name):
@@ -458,6 +466,7 @@ def _checked_artifact(value: Any, where: Path, key: str) -> PurePosixPath:
             f"`{key}` {value!r} does not name a library (.so, .dylib or .dll)",
             where,
             hint="point it at the cdylib the build produces, e.g. target/release/libfoo.so",
+            key=key,
         )
     return artifact
 
@@ -477,6 +486,7 @@ def _without_duplicate_ids(
                     f"plugin id {source.id!r} is declared twice: by {first.origin} and by {source.origin}",
                     source.manifest_path or Path(source.origin),
                     hint="give each plugin its own id, or remove one declaration",
+                    key="id" if source.manifest_path is not None else None,
                 )
             )
     return list(seen.values()), errors
