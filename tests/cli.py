@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from plugin_packaging.cli import program
@@ -32,3 +34,29 @@ def run_in_process(*args: str, cwd: Path | None = None) -> tuple[int, str]:
     finally:
         os.chdir(previous)
     return code, out.getvalue()
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `plugin-packaging` console script in a child process, as a shell or a
+    CI runner does: its own stdout (a pipe, not a terminal) and stderr, its exit status.
+
+    The environment is this one without the variables that change output (colour, GitHub's
+    step summary) unless `env` sets them.
+    """
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("NO_COLOR", "FORCE_COLOR", "GITHUB_STEP_SUMMARY", "GITHUB_ACTIONS")
+    }
+    environment.update(env or {})
+    command = Path(sys.executable).parent / "plugin-packaging"
+    return subprocess.run(
+        [str(command), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

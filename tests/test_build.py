@@ -356,7 +356,7 @@ def test_install_skips_a_plugin_whose_build_failed_and_keeps_its_installed_copy(
     built.write_bytes(b"\x7fELF left by an older build")
     os.utime(built, (1_000_000_000, 1_000_000_000))
     break_c_plugin(sample_tree)
-    code, out = run_in_process("install-plugins-native", "--root", str(sample_tree))
+    code, out = run_in_process("install-plugins-native", "--root", str(sample_tree), "--verbose")
     assert code == 1
     assert "  FAILED  volume-c" in out
     assert installed.read_bytes() == before

@@ -147,3 +147,64 @@ def test_readme_ci_section_does_not_install_from_the_public_index() -> None:
     lines = [line.strip() for line in readme.splitlines()]
     assert "pip install plugin-packaging" not in lines
     assert "examples/github/plugins.yml" in readme
+
+
+def workflow_commands(workflow: Path) -> list[list[str]]:
+    """The `plugin-packaging ...` commands of a workflow's run steps, split as a shell would."""
+    import shlex
+
+    import yaml
+
+    steps = yaml.safe_load(workflow.read_text())["jobs"]["plugins"]["steps"]
+    return [
+        shlex.split(line)
+        for step in steps
+        for line in step.get("run", "").splitlines()
+        if line.startswith("plugin-packaging ")
+    ]
+
+
+def test_the_workflows_commands_run_green_on_a_checkout(sample_tree: Path, tmp_path: Path) -> None:
+    commands = workflow_commands(EXAMPLES / "github" / "plugins.yml")
+    assert [c[1] for c in commands] == [
+        "build-plugins-native",
+        "copy-plugins-native",
+        "check-plugins-native",
+        "package-plugins-native",
+    ]
+    assert "--require-all" in commands[1]
+    summary = tmp_path / "step-summary.md"
+
+    for command in commands:
+        result = run(
+            [tool(command[0]), *command[1:]],
+            sample_tree,
+            GITHUB_STEP_SUMMARY=str(summary),
+            GITHUB_ACTIONS="true",
+        )
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+        # Nothing went wrong, so no annotation at error level.
+        assert "::error" not in result.stdout, command
+
+    assert installed(sample_tree) == ALL_PLUGINS
+    assert len(list((sample_tree / "dist/bundles").glob("*.tar.zst"))) == 3
+    text = summary.read_text()
+    for heading in (
+        "### Native plugin builds",
+        "### Native plugins",
+        "Load plan, in the server's order:",
+        "### Native plugin release",
+    ):
+        assert heading in text
+
+
+def test_the_workflows_commands_fail_with_an_annotation_on_the_pull_requests_file(
+    sample_tree: Path,
+) -> None:
+    (sample_tree / "plugins/native/volume-c/build/libvolume_c.so").unlink()
+    copy = next(c for c in workflow_commands(EXAMPLES / "github" / "plugins.yml") if "copy" in c[1])
+
+    result = run([tool(copy[0]), *copy[1:]], sample_tree)
+
+    assert result.returncode == 1
+    assert "::error file=plugins/native/volume-c/plugin.yml" in result.stdout, result.stdout

@@ -110,7 +110,10 @@ def test_a_value_that_only_looks_like_a_date_is_an_error_with_its_place_not_a_tr
     with pytest.raises(PackagingError) as caught:
         load_yaml("id: a\nreleased: 2024-02-30\n", MANIFEST)
     assert caught.value.code == "manifest-invalid-yaml"
-    assert (caught.value.line, caught.value.column) == (2, 11) and "quote it" in caught.value.message
+    assert (caught.value.line, caught.value.column) == (
+        2,
+        11,
+    ) and "quote it" in caught.value.message
     assert f"{MANIFEST.name}:2:11: " in caught.value.render()
 
 

@@ -13,27 +13,42 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plugin_packaging.errors import display_path
 from plugin_packaging.rules.model import Finding, FindingTally
 from plugin_packaging.rules.table import RULES, effective_severity
+from plugin_packaging.output import (
+    FORMATS,
+    OutputFormat,
+    escape_data,
+    escape_property,
+    fold_repeated_hints,
+    markdown_table,
+    workflow_command,
+)
 
 if TYPE_CHECKING:
     from plugin_packaging.check.loadplan import PlannedLoad
     from plugin_packaging.check.run import CheckReport
 
-OutputFormat = Literal["text", "json", "github"]
-FORMATS: tuple[OutputFormat, ...] = ("text", "json", "github")
-
-_GITHUB_LEVELS = {"error": "error", "warning": "warning", "info": "notice"}
+__all__ = ["FORMATS", "OutputFormat", "escape_data", "escape_property", "render"]
 
 
-def render(report: CheckReport, output_format: OutputFormat, *, strict: bool = False) -> str:
+def render(
+    report: CheckReport,
+    output_format: OutputFormat,
+    *,
+    strict: bool = False,
+    sources: Mapping[str, Path] | None = None,
+) -> str:
+    """The report in `output_format`; `sources` maps installed bundles to the source manifests
+    they were made from, so annotations land on files of the checkout (see `github_command`)."""
     if output_format == "json":
         return render_json(report, strict=strict)
     if output_format == "github":
-        return render_github(report, strict=strict)
+        return render_github(report, strict=strict, sources=sources)
     return render_text(report, strict=strict)
 
 
@@ -54,7 +69,7 @@ def render_text(report: CheckReport, *, strict: bool = False) -> str:
     lines.extend(_plan_lines(report))
     lines.append("")
     lines.append(_summary_line(report, strict))
-    return "\n".join(lines)
+    return fold_repeated_hints("\n".join(lines))
 
 
 def finding_lines(finding: Finding) -> list[str]:
@@ -163,7 +178,7 @@ def render_summary(report: CheckReport) -> str:
         if finding.severity in ("error", "warning"):
             lines.extend("  " + line for line in finding_lines(finding))
     lines.append("  (check-plugins-native shows the whole load plan)")
-    return "\n".join(lines)
+    return fold_repeated_hints("\n".join(lines))
 
 
 def render_rules(overrides: Mapping[str, str]) -> str:
@@ -188,30 +203,68 @@ def render_json(report: CheckReport, *, strict: bool = False) -> str:
 # --- GitHub Actions ------------------------------------------------------------------------------
 
 
-def escape_data(text: str) -> str:
-    """A workflow command's message, escaped as the runner unescapes it."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+def github_command(finding: Finding, sources: Mapping[str, Path] | None = None) -> str:
+    """The annotation of one finding.
 
-
-def escape_property(text: str) -> str:
-    """A workflow command property value (`file=`, `title=`): data escaping plus `:` and `,`."""
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def github_command(finding: Finding) -> str:
-    level = _GITHUB_LEVELS[finding.severity]
-    properties = (
-        f"file={escape_property(display_path(finding.path))},title={escape_property(finding.code)}"
-    )
+    An installed bundle lives under `.plugins/`, which StreamKit's `.gitignore` leaves out of
+    every pull request, so an annotation there would show nowhere. When the bundle was made from
+    a source manifest of the checkout (`sources`), the annotation goes on that file, and the
+    message says which installed file the finding is about.
+    """
     message = f"{finding.message}\nhint: {finding.hint}"
-    return f"::{level} {properties}::{escape_data(message)}"
+    path = finding.path
+    source = sources.get(finding.bundle) if sources and finding.bundle else None
+    if source is not None:
+        message = f"{display_path(finding.path)}: {message}"
+        path = source
+    return workflow_command(finding.severity, message, path=path, title=finding.code)
 
 
-def render_github(report: CheckReport, *, strict: bool = False) -> str:
+def render_github(
+    report: CheckReport, *, strict: bool = False, sources: Mapping[str, Path] | None = None
+) -> str:
     """One workflow command per finding, the load plan in a collapsed group, a summary line."""
-    lines = [github_command(finding) for finding in report.findings]
+    lines = [github_command(finding, sources) for finding in report.findings]
     lines.append("::group::Load plan")
     lines.extend(_plan_lines(report))
     lines.append("::endgroup::")
     lines.append(_summary_line(report, strict))
     return "\n".join(lines)
+
+
+# --- Markdown (GitHub's step summary) -------------------------------------------------------------
+
+
+def render_markdown(report: CheckReport, *, strict: bool = False) -> str:
+    """The check for a job's step summary: the verdict, the findings, the load plan."""
+    lines = [
+        f"**Check of `{display_path(report.plugins_dir)}`**: {_summary_line(report, strict)}",
+        "",
+    ]
+    if report.findings:
+        lines += markdown_table(
+            ("severity", "code", "file", "message"),
+            [(f.severity, f.code, display_path(f.path), f.message) for f in report.findings],
+        )
+        lines.append("")
+    plan = [
+        (
+            entry.position if entry.position is not None else "-",
+            entry.outcome,
+            _kind_text(entry),
+            entry.candidate.plugin_id or "",
+            entry.candidate.version or "",
+            entry.candidate.label(),
+            entry.reason or "",
+        )
+        for entry in report.plan.entries
+    ]
+    if plan:
+        lines.append("Load plan, in the server's order:")
+        lines.append("")
+        lines += markdown_table(
+            ("#", "outcome", "kind", "plugin", "version", "library", "why"), plan
+        )
+    else:
+        lines.append("Load plan: the server finds nothing to load.")
+    return "\n".join(lines) + "\n"

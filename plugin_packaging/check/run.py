@@ -527,11 +527,25 @@ def _manifest_fits_bundle(bundle: Bundle, manifest: ManifestRead) -> list[Violat
                 Violation(
                     "bundle-name-differs",
                     bundle.path,
-                    {"plugin_id": plugin_id, "stem": stem},
+                    {"plugin_id": plugin_id, "stem": stem, "fix": _rename_fix(bundle, plugin_id)},
                     bundle.name,
                 )
             )
     return out
+
+
+def _rename_fix(bundle: Bundle, plugin_id: str) -> str:
+    """How to fix a bundle named otherwise than its plugin: rename it, unless a directory of
+    that name is already there (the copy an install made), in which case this one is the extra."""
+    if os.path.lexists(bundle.path.parent / plugin_id):
+        return (
+            f"native/{plugin_id}/ exists as well, so the server sees {plugin_id!r} twice and loads "
+            f"the one that sorts first: remove native/{bundle.name}/ if it is the older copy"
+        )
+    return (
+        f"rename it to native/{plugin_id}/; otherwise copy-plugins-native installs a second copy "
+        "beside it and the server loads the one that sorts first"
+    )
 
 
 def _upload_stem(library_name: str) -> str:

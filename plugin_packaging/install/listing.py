@@ -147,7 +147,7 @@ def list_plugins(settings: Settings) -> PluginList:
             )
         )
     orphans = {a.id for a in report.actions if a.action == "orphaned"}
-    rows.extend(_installed_without_source(settings, set(sources), orphans))
+    rows.extend(_installed_without_source(settings, set(sources), orphans, _broken_sources(scan)))
     return PluginList(
         root=settings.root,
         plugins_dir=settings.plugins_dir,
@@ -173,8 +173,21 @@ def _declared_version(settings: Settings, source: Any) -> str | None:
     return crate.version if crate is not None else None
 
 
+def _broken_sources(scan: Any) -> dict[str, PackagingError]:
+    """Plugin (directory) name -> the error of its source manifest, for the sources that could
+    not be read: their installed bundles have a source here, a broken one."""
+    broken: dict[str, PackagingError] = {}
+    for error in scan.errors:
+        if error.path is not None and error.path.parent.name in scan.unresolved:
+            broken.setdefault(error.path.parent.name, error)
+    return broken
+
+
 def _installed_without_source(
-    settings: Settings, source_ids: set[str], orphans: set[str]
+    settings: Settings,
+    source_ids: set[str],
+    orphans: set[str],
+    broken: Mapping[str, PackagingError],
 ) -> list[ListedPlugin]:
     """Bundles no source declares, and bare libraries the loader skips, from `P/native`."""
     try:
@@ -198,7 +211,9 @@ def _installed_without_source(
             )
         if is_dir:
             # Hidden directories count: the loader does not skip them either.
-            if entry.name not in source_ids:
+            if entry.name in broken:
+                rows.append(_bundle_with_broken_source(settings, path, broken[entry.name]))
+            elif entry.name not in source_ids:
                 rows.append(_foreign_bundle(path, entry.name in orphans))
         elif is_native_library_name(entry.name):
             rows.append(
@@ -242,6 +257,28 @@ def _foreign_bundle(bundle: Path, orphaned: bool) -> ListedPlugin:
     )
 
 
+def _bundle_with_broken_source(
+    settings: Settings, bundle: Path, error: PackagingError
+) -> ListedPlugin:
+    """An installed plugin whose source manifest is there but cannot be read: an error, with
+    the source's own message (the installed copy is kept until the source is fixed)."""
+    from plugin_packaging.errors import display_path
+
+    listed = _foreign_bundle(bundle, orphaned=False)
+    source = display_path(error.path) if error.path is not None else None
+    return ListedPlugin(
+        id=listed.id,
+        status="error",
+        node_kind=listed.node_kind,
+        version=listed.version,
+        source=source,
+        installed=bundle,
+        library=listed.library,
+        detail=f"its source is broken ({error.location}: {error.message}); the installed copy is kept",
+        error=error,
+    )
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -252,6 +289,8 @@ def _error_dict(error: PackagingError) -> dict[str, Any]:
         "message": error.message,
         "path": str(error.path) if error.path is not None else None,
         "hint": error.hint,
+        "line": error.line,
+        "column": error.column,
     }
 
 
@@ -309,6 +348,8 @@ def render_plugin_table(listing: PluginList) -> str:
             lines.extend("    " + line for line in plugin.error.render().splitlines())
         elif plugin.detail and plugin.status in ("error", "bare", "stale", "no-source"):
             lines.append(f"  {plugin.id}: {plugin.detail}")
-    lines += [error.render() for error in listing.errors]
+    # A broken source with an installed bundle was told on its row already.
+    shown = {plugin.error.render() for plugin in listing.plugins if plugin.error is not None}
+    lines += [text for text in (error.render() for error in listing.errors) if text not in shown]
     lines += [warning.render("warning") for warning in listing.warnings]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plugin_packaging.check.report import (
     FORMATS,
@@ -24,6 +24,7 @@ from plugin_packaging.check.report import (
 )
 from plugin_packaging.errors import display_path
 from plugin_packaging.install.report import human_size
+from plugin_packaging.output import document, markdown_table, problem_command
 
 if TYPE_CHECKING:
     from plugin_packaging.release.merge import MergeReport
@@ -128,6 +129,81 @@ def _release_summary(report: ReleaseReport) -> str:
     if report.failed:
         return f"{text}: nothing was written to {out}"
     return f"{text}; {registry} -> {display_path(report.bundles_dir)}, {display_path(report.registry_dir)}"
+
+
+def release_document(report: ReleaseReport) -> dict[str, Any]:
+    """The versioned JSON document of a packaging run (schema: schemas/release-report.v1.json)."""
+    counts = Counter(e.status for e in report.entries)
+    return document(
+        "release",
+        out_dir=str(report.out_dir.absolute()),
+        dry_run=report.dry_run,
+        key_id=report.key_id,
+        summary={
+            "counts": {status: counts[status] for status in _ORDER},
+            "source_errors": len(report.scan_errors),
+            "failed": report.failed,
+        },
+        plugins=[
+            {
+                "id": e.id,
+                "status": e.status,
+                "version": e.version,
+                "bundles": [
+                    {
+                        "file": b.file_name,
+                        "accelerator": b.accelerator,
+                        "url": b.url,
+                        "sha256": b.sha256,
+                        "size": b.size_bytes,
+                    }
+                    for b in e.bundles
+                ],
+                "detail": e.detail,
+                "error": e.error.to_dict() if e.error is not None else None,
+                "diff": e.diff,
+                "warnings": [w.to_dict("warning") for w in e.warnings],
+            }
+            for e in report.entries
+        ],
+        source_errors=[e.to_dict() for e in report.scan_errors],
+        warnings=[w.to_dict("warning") for w in (*report.scan_warnings, *report.notes)],
+    )
+
+
+def release_annotations(report: ReleaseReport) -> list[str]:
+    """An annotation per problem, on the source manifest or file it is about."""
+    lines = [problem_command(e) for e in report.scan_errors]
+    lines += [problem_command(w, "warning") for w in (*report.scan_warnings, *report.notes)]
+    for entry in report.entries:
+        if entry.error is not None:
+            lines.append(problem_command(entry.error))
+        lines += [problem_command(w, "warning") for w in entry.warnings]
+    return lines
+
+
+def render_release_markdown(report: ReleaseReport) -> str:
+    """The packaging run for a job's step summary: a row per bundle, and the summary."""
+    tentative = report.dry_run or report.failed
+    rows: list[tuple[object, ...]] = []
+    for entry in report.entries:
+        label = _LABELS[entry.status][1 if tentative else 0]
+        for bundle in entry.bundles or (None,):
+            rows.append(
+                (
+                    entry.id,
+                    entry.version or "",
+                    label,
+                    bundle.file_name if bundle else entry.detail or "",
+                    human_size(bundle.size_bytes) if bundle and bundle.size_bytes else "",
+                    f"`{bundle.sha256[:12]}`" if bundle and bundle.sha256 else "",
+                )
+            )
+    lines = ["### Native plugin release" + (" (dry run)" if report.dry_run else ""), ""]
+    lines += [_release_summary(report), ""]
+    if rows:
+        lines += markdown_table(("plugin", "version", "status", "bundle", "size", "sha256"), rows)
+    return "\n".join(lines) + "\n"
 
 
 # --- merge-plugin-registries ---------------------------------------------------------------------

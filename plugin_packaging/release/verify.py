@@ -221,7 +221,13 @@ def _checksum_list(bundles_dir: Path, out: list[Violation]) -> Mapping[str, str]
     except PackagingError as exc:
         out.append(
             Violation(
-                "bundle-checksum-list-mismatch", path, {"detail": f"{SHA256SUMS} {exc.message}"}
+                "bundle-checksum-list-mismatch",
+                path,
+                {
+                    "detail": f"{SHA256SUMS} {exc.message}",
+                    "fix": "write SHA256SUMS again (package-plugins-native writes it with the "
+                    "bundles)",
+                },
             )
         )
         return None
@@ -340,11 +346,29 @@ def _checksum_list_violations(archive: Path, sha256: str, run: _Run) -> list[Vio
     expected = listed.get(archive.name)
     if expected is None:
         detail = f"{SHA256SUMS} does not list {archive.name}"
+        fix = (
+            "remove the stray archive, or package it with the others (package-plugins-native "
+            "writes the bundles and SHA256SUMS in one run)"
+        )
     elif expected != sha256:
         detail = f"{SHA256SUMS} says {expected} for {archive.name}, but it hashes to {sha256}"
+        # A hash that no longer matches means the archive changed after packaging (a damaged
+        # download, or tampering): the bundle is suspect, not the list.
+        fix = (
+            "the archive changed after it was packaged: replace it with the bundle that was "
+            "published, or package again; do not rewrite SHA256SUMS to match an archive you did "
+            "not build"
+        )
     else:
         return []
-    return [Violation("bundle-checksum-list-mismatch", archive, {"detail": detail}, archive.name)]
+    return [
+        Violation(
+            "bundle-checksum-list-mismatch",
+            archive,
+            {"detail": detail, "fix": fix},
+            archive.name,
+        )
+    ]
 
 
 def _contents(subject: _Subject, out: list[Violation]) -> _Contents | None:

@@ -176,8 +176,7 @@ BUNDLE_RULES: dict[str, LoaderRule] = {
             "bundle-checksum-list-mismatch",
             "error",
             "{detail}",
-            "write SHA256SUMS again (package-plugins-native does), or replace the bundle with the "
-            "one it lists",
+            "{fix}",
             "release-formats: signatures and checksums",
         ),
         LoaderRule(

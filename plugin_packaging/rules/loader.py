@@ -28,8 +28,8 @@ LOADER_RULES: dict[str, LoaderRule] = _rules(
         "bare-library",
         "error",
         "{name} lies directly in native/; the loader skips bare library files",
-        "move it into its own directory, native/<id>/{name}, with a plugin.yml beside it "
-        "(copy-plugins-native does both)",
+        "left by the old `just copy-plugins-native` recipe? `plugin-packaging "
+        "migrate-plugins-native` moves each bare library into native/<id>/ with a plugin.yml",
         "N1",
         blocks_load=True,
     ),
@@ -95,8 +95,7 @@ LOADER_RULES: dict[str, LoaderRule] = _rules(
         "warning",
         "bundle directory {bundle}/ holds plugin {plugin_id!r}; the build recipe names it "
         "{plugin_id}/ (uploads name it {stem}/)",
-        "rename it to native/{plugin_id}/; otherwise copy-plugins-native installs a second copy "
-        "beside it and the server loads the one that sorts first",
+        "{fix}",
         "N2",
     ),
     LoaderRule(

@@ -72,11 +72,15 @@ class Artifact:
             )
         if required:
             plugin_id = self.source.id
+            manifest = self.source.manifest_path
+            # Said at the declaration (the source manifest's `artifact` line, which a pull
+            # request holds), not at the missing build output, which is git-ignored.
             return PackagingError(
                 "artifact-missing",
                 f"plugin {plugin_id} is not built: {self.looked_for}",
-                self.path,
+                manifest or self.path,
                 hint=f"build it first (e.g. `plugin-packaging build-plugins-native --only {plugin_id}`)",
+                key="artifact" if manifest is not None else None,
             )
         return None
 

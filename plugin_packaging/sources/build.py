@@ -23,6 +23,7 @@ have scrolled by. One failed plugin never stops the others.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sys
@@ -350,15 +351,24 @@ def build_plugins(
     dry_run: bool = False,
     out: TextIO | None = None,
     accelerator: str | None = None,
+    color: bool | None = None,
 ) -> BuildReport:
-    """Build every plugin source (or those in `only`), streaming the tools' output to `out`."""
+    """Build every plugin source (or those in `only`), streaming the tools' output to `out`.
+
+    `color` asks the tools for coloured output (None: when `out` is a terminal and NO_COLOR is
+    not set)."""
     out = out if out is not None else sys.stdout
     plan = plan_builds(settings, only=only, profile=profile, jobs=jobs, accelerator=accelerator)
-    return run_plan(settings, plan, dry_run=dry_run, out=out)
+    return run_plan(settings, plan, dry_run=dry_run, out=out, color=color)
 
 
 def run_plan(
-    settings: Settings, plan: BuildPlan, *, dry_run: bool = False, out: TextIO
+    settings: Settings,
+    plan: BuildPlan,
+    *,
+    dry_run: bool = False,
+    out: TextIO,
+    color: bool | None = None,
 ) -> BuildReport:
     """Run the steps of `plan` in order; a failure is recorded and the next step runs."""
     results: list[BuildResult] = list(plan.unbuildable)
@@ -370,7 +380,7 @@ def run_plan(
         if dry_run:
             results.append(BuildResult(step.plugin_id, "planned", step))
             continue
-        result = run_step(settings, step, out)
+        result = run_step(settings, step, out, color=color)
         results.append(result)
         if result.error is not None and result.error.code == "build-interrupted":
             interrupted = True
@@ -382,7 +392,9 @@ def run_plan(
     )
 
 
-def run_step(settings: Settings, step: BuildStep, out: TextIO) -> BuildResult:
+def run_step(
+    settings: Settings, step: BuildStep, out: TextIO, *, color: bool | None = None
+) -> BuildResult:
     """Run one build step, copying its output to `out` as it arrives; check what it produced."""
     import subprocess
 
@@ -392,8 +404,11 @@ def run_step(settings: Settings, step: BuildStep, out: TextIO) -> BuildResult:
             env.pop(name, None)
         else:
             env[name] = value
-    if _is_terminal(out):
-        # The output goes through a pipe; keep cargo's colours for a person at a terminal.
+    if color is None:
+        color = _is_terminal(out) and not os.environ.get("NO_COLOR")
+    if color:
+        # The output goes through a pipe; keep cargo's colours for a person at a terminal. A
+        # CARGO_TERM_COLOR the user set, or NO_COLOR (which cargo honours), is left to cargo.
         env.setdefault("CARGO_TERM_COLOR", "always")
     shell = isinstance(step.command, str)
     try:
@@ -592,3 +607,112 @@ def render_build_summary(report: BuildReport, root: Path) -> str:
         counts += "; interrupted, the rest were not built"
     lines.append(counts if report.results or report.scan_errors else "no plugin sources found")
     return "\n".join(lines)
+
+
+def build_document(report: BuildReport, root: Path) -> dict[str, Any]:
+    """The versioned JSON document of a build (schema: schemas/build-report.v1.json)."""
+    from plugin_packaging.output import document
+
+    return document(
+        "build",
+        profile=report.profile,
+        dry_run=report.dry_run,
+        interrupted=report.interrupted,
+        summary={
+            "built": sum(1 for r in report.results if r.status == "built"),
+            "failed": sum(1 for r in report.results if r.status == "failed"),
+            "planned": sum(1 for r in report.results if r.status == "planned"),
+            "source_errors": len(report.scan_errors),
+        },
+        plugins=[
+            {
+                "id": r.plugin_id,
+                "status": r.status,
+                "command": r.step.display(root) if r.step is not None else None,
+                "output": _shown(root, str(r.step.output)) if r.step is not None else None,
+                "returncode": r.returncode,
+                "error": r.error.to_dict() if r.error is not None else None,
+                "excerpt": list(r.excerpt),
+            }
+            for r in report.results
+        ],
+        source_errors=[e.to_dict() for e in report.scan_errors],
+        warnings=[w.to_dict("warning") for w in report.warnings],
+        failed=report.failed,
+    )
+
+
+def build_annotations(report: BuildReport) -> list[str]:
+    """An annotation per problem: source errors on their manifests, each failed build with the
+    compiler's error lines (on the file a compiler names, `volume.c:3:1: error: ...`)."""
+    from plugin_packaging.output import problem_command, workflow_command
+
+    lines = [problem_command(e) for e in report.scan_errors]
+    lines += [problem_command(w, "warning") for w in report.warnings]
+    for result in report.results:
+        if result.status != "failed" or result.error is None:
+            continue
+        message = "\n".join((f"{result.plugin_id}: {result.error.message}", *result.excerpt))
+        place = _compiler_place(result.excerpt, _tool_directories(result.step))
+        if place is not None:
+            path, line, column = place
+            lines.append(
+                workflow_command(
+                    "error", message, path=path, line=line, column=column, title=result.error.code
+                )
+            )
+        else:
+            lines.append(
+                workflow_command("error", message, path=result.error.path, title=result.error.code)
+            )
+    return lines
+
+
+_COMPILER_PLACE = re.compile(r"^(?:\s*--> )?([^\s:][^:]*):(\d+):(\d+):?")
+
+
+def _tool_directories(step: BuildStep | None) -> tuple[Path, ...]:
+    """Where a build's compiler may have run: the step's directory, and `make -C DIR`'s."""
+    if step is None:
+        return ()
+    directories = [step.cwd]
+    words = step.command if isinstance(step.command, tuple) else ()
+    for flag, value in itertools.pairwise(words):
+        if flag == "-C":
+            directories.append(step.cwd / value)
+    return tuple(directories)
+
+
+def _compiler_place(
+    excerpt: tuple[str, ...], directories: tuple[Path, ...]
+) -> tuple[Path, int, int] | None:
+    """The first `file:line:column` a compiler printed (gcc `f.c:3:1: error`, rustc
+    `  --> src/lib.rs:3:5`) that names an existing file, relative to where the tool ran."""
+    for text in excerpt:
+        match = _COMPILER_PLACE.match(text)
+        if match is None:
+            continue
+        name = Path(match.group(1))
+        candidates = [name] if name.is_absolute() else [d / name for d in directories]
+        for path in candidates:
+            if path.is_file():
+                return path, int(match.group(2)), int(match.group(3))
+    return None
+
+
+def render_build_markdown(report: BuildReport, root: Path) -> str:
+    """The build for a job's step summary: a row per plugin and the counts."""
+    from plugin_packaging.output import markdown_table
+
+    rows = [
+        (
+            r.plugin_id,
+            r.status,
+            _shown(root, str(r.step.output)) if r.step is not None else "",
+            r.error.message if r.error is not None else "",
+        )
+        for r in report.results
+    ]
+    lines = [f"### Native plugin builds ({report.profile})", ""]
+    lines += markdown_table(("plugin", "status", "library", "error"), rows)
+    return "\n".join(lines) + "\n"

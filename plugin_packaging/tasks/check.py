@@ -15,8 +15,12 @@ from invoke.tasks import task
 from plugin_packaging.tasks.common import (
     COMMON_HELP,
     JUDGING_HELP,
+    append_step_summary,
+    checked_color,
     checked_format,
+    emit,
     settings_for,
+    source_manifests,
     user_errors,
 )
 
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
         "its real node kind and API version (runs the plugins' constructors)",
         "probe_timeout": "seconds each probed library may take (default 5)",
         "list_rules": "print every rule code with its severity (after settings) and exit",
+        "color": COMMON_HELP["color"],
     },
 )
 @user_errors
@@ -52,6 +57,7 @@ def check_plugins_native(
     probe: bool = False,
     probe_timeout: float = 5.0,
     list_rules: bool = False,
+    color: str = "auto",
 ) -> None:
     """Check <plugins-dir> against the server's loader rules and print the load plan.
 
@@ -62,6 +68,7 @@ def check_plugins_native(
     from plugin_packaging.target import Target
 
     output_format = checked_format(format, FORMATS)
+    checked_color(color)
     if probe_timeout <= 0:
         raise PackagingError(
             "bad-option",
@@ -77,7 +84,16 @@ def check_plugins_native(
         return
     target = Target.of(settings.platform, arch)
     report = run_check(settings, target=target, probe=probe, probe_timeout=probe_timeout)
-    print(render(report, output_format, strict=strict))
+    if format == "text":
+        emit(render(report, "text", strict=strict), color)
+    else:
+        # Annotations about installed bundles go on their source manifests, which a pull
+        # request holds (`.plugins/` is git-ignored).
+        sources = source_manifests(settings) if format == "github" else None
+        print(render(report, output_format, strict=strict, sources=sources))
+    from plugin_packaging.check.report import render_markdown
+
+    append_step_summary(lambda: render_markdown(report, strict=strict))
     if report.failed(strict):
         raise Exit(code=1)
 

@@ -6,9 +6,9 @@ Tasks stay thin: read settings, call one plain function, print its report, pick 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -20,6 +20,9 @@ from plugin_packaging.settings import CONFIG_NAMESPACE, Settings
 #: lintian use it; 1 is kept for "the check found problems" / "a plugin failed".
 EXIT_USAGE = 2
 
+if TYPE_CHECKING:
+    from plugin_packaging.check.run import CheckReport
+
 F = TypeVar("F", bound=Callable[..., Any])
 FormatT = TypeVar("FormatT", bound=str)
 
@@ -30,6 +33,11 @@ COMMON_HELP = {
     "platform": "target platform for library names: linux, macos or windows (default: this host)",
     "only": "act on this plugin id only (repeatable)",
     "dry_run": "print what would happen and change nothing",
+    "format": "output: text (default), json (a versioned document, schemas in "
+    "plugin_packaging/schemas/) or github (annotations on the files concerned, for GitHub Actions)",
+    "color": "colour the text output: auto (default: on a terminal, unless NO_COLOR is set; "
+    "FORCE_COLOR forces it), always or never",
+    "verbose": "show every plugin, also when nothing changed",
 }
 
 #: Help texts of the options of the tasks that install (copy- and install-plugins-native).
@@ -202,10 +210,24 @@ def install_and_print(
     dry_run: bool,
     force: bool = False,
     adopt: Sequence[str] | Literal["all"] = (),
+    output_format: str = "text",
+    verbose: bool = False,
+    color: str = "auto",
+    build: Mapping[str, Any] | None = None,
 ) -> bool:
     """Install (see `install_plugins`), print the report, then the checker's verdict unless
-    checking is off or this is a dry run; True when a plugin failed or the check did."""
-    from plugin_packaging.install.report import render_install
+    checking is off or this is a dry run; True when a plugin failed or the check did.
+
+    Text goes out as it is known (the install first, then the check); JSON is one document
+    holding both (and `build`, the document of a build that ran first); github adds an
+    annotation per problem, on the source manifest.
+    """
+    from plugin_packaging.install.report import (
+        install_annotations,
+        install_document,
+        render_install,
+        render_install_markdown,
+    )
     from plugin_packaging.install.run import install_plugins
 
     report = install_plugins(
@@ -216,15 +238,43 @@ def install_and_print(
         force=force,
         adopt=adopt,
     )
-    print(render_install(report, settings.native_dir))
-    failed = report.failed
-    if settings.check and not dry_run:
-        failed = check_and_print(settings, report.changed) or failed
-    return failed
+    checking = settings.check and not dry_run
+    if output_format == "json":
+        check = run_post_install_check(settings, report.changed) if checking else None
+        print_json(install_document(report, settings.native_dir, check, build))
+    else:
+        if output_format == "github":
+            print_lines(install_annotations(report))
+        emit(render_install(report, settings.native_dir, verbose=verbose), color)
+        check = run_post_install_check(settings, report.changed) if checking else None
+        if check is not None:
+            from plugin_packaging.install.report import render_check_summary
+
+            if output_format == "github":
+                from plugin_packaging.check.report import github_command
+
+                sources = source_manifests(settings)
+                print_lines(
+                    github_command(f, sources)
+                    for f in check.findings
+                    if f.severity in ("error", "warning")
+                )
+            emit(render_check_summary(check), color)
+
+    def markdown() -> str:
+        text = render_install_markdown(report, settings.native_dir)
+        if check is not None:
+            from plugin_packaging.check.report import render_markdown
+
+            text += "\n" + render_markdown(check)
+        return text
+
+    append_step_summary(markdown)
+    return report.failed or (check is not None and check.failed())
 
 
-def check_and_print(settings: Settings, bundles: Collection[str] | None) -> bool:
-    """The checker's verdict after a task changed the tree; True when the loader would refuse.
+def run_post_install_check(settings: Settings, bundles: Collection[str] | None) -> CheckReport:
+    """The checker's verdict after a task changed the tree.
 
     The verdict always covers the whole tree. `bundles` names what changed (None: everything);
     the other bundles are judged again only when their files changed since their verdict was
@@ -232,18 +282,102 @@ def check_and_print(settings: Settings, bundles: Collection[str] | None) -> bool
     target platform is the one the task installed for, not necessarily the host.
     """
     from plugin_packaging.check.run import check_plugins_dir
-    from plugin_packaging.install.report import render_check_summary
     from plugin_packaging.install.verdicts import check_installed_tree
     from plugin_packaging.target import Target
 
     if bundles is not None:
-        result = check_installed_tree(settings, bundles)
-    else:
-        result = check_plugins_dir(
-            settings.plugins_dir,
-            rule_overrides=settings.rules,
-            root=settings.root,
-            target=Target.of(settings.platform),
-        )
-    print(render_check_summary(result))
+        return check_installed_tree(settings, bundles)
+    return check_plugins_dir(
+        settings.plugins_dir,
+        rule_overrides=settings.rules,
+        root=settings.root,
+        target=Target.of(settings.platform),
+    )
+
+
+def check_and_print(
+    settings: Settings, bundles: Collection[str] | None, color: str = "auto"
+) -> bool:
+    """The checker's verdict after a task changed the tree; True when the loader would refuse."""
+    from plugin_packaging.install.report import render_check_summary
+
+    result = run_post_install_check(settings, bundles)
+    emit(render_check_summary(result), color)
     return result.failed()
+
+
+def source_manifests(settings: Settings) -> dict[str, Path]:
+    """Installed plugin id -> the source manifest in the checkout it is made from, so that
+    annotations about an installed bundle (under the git-ignored `.plugins/`) can be put on a
+    file the pull request holds. Empty where the root holds no sources."""
+    from plugin_packaging.sources.scan import scan_sources
+
+    try:
+        scan = scan_sources(settings)
+    except PackagingError:
+        return {}
+    return {s.id: s.manifest_path for s in scan.sources if s.manifest_path is not None}
+
+
+# --- printing -------------------------------------------------------------------------------
+
+
+def emit(text: str, color: str = "auto") -> None:
+    """Print a report for people: coloured when `color` says so (see `output.color_enabled`)."""
+    import sys
+
+    from plugin_packaging.output import Style, color_enabled
+
+    style = Style(color_enabled(color, sys.stdout))  # type: ignore[arg-type]
+    print(style.report(text))
+
+
+def print_lines(lines: Iterable[str]) -> None:
+    text = "\n".join(lines)
+    if text:
+        print(text)
+
+
+def print_json(data: Any) -> None:
+    """A JSON document on stdout; ASCII-only, so any file name survives any terminal or pipe."""
+    import json
+
+    print(json.dumps(data, indent=2, ensure_ascii=True))
+
+
+#: The file GitHub Actions renders under a job (Markdown), named by this variable.
+STEP_SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
+
+
+def append_step_summary(markdown: Callable[[], str]) -> None:
+    """Append `markdown()` to the job's step summary when running in GitHub Actions.
+
+    The summary is a convenience: a file that cannot be written is reported on stderr and
+    never changes the outcome of the task.
+    """
+    import os
+    import sys
+
+    target = os.environ.get(STEP_SUMMARY_VARIABLE)
+    if not target:
+        return
+    try:
+        with open(target, "a", encoding="utf-8") as summary:
+            summary.write(markdown() + "\n")
+    except OSError as exc:
+        print(
+            f"warning[step-summary-not-written]: {target}: {exc.strerror or exc}", file=sys.stderr
+        )
+
+
+def checked_color(color: str) -> str:
+    """The --color value, refused as a usage error unless auto, always or never."""
+    from plugin_packaging.output import COLOR_CHOICES
+
+    if color not in COLOR_CHOICES:
+        raise PackagingError(
+            "bad-option",
+            f"unknown --color {color!r}",
+            hint="use one of: " + ", ".join(COLOR_CHOICES),
+        )
+    return color

@@ -17,8 +17,14 @@ from plugin_packaging.tasks.common import (
     COMMON_HELP,
     EXIT_USAGE,
     INSTALL_HELP,
+    append_step_summary,
     check_and_print,
+    checked_color,
+    checked_format,
+    emit,
     install_and_print,
+    print_json,
+    print_lines,
     settings_for,
     user_errors,
 )
@@ -36,6 +42,8 @@ _BUILD_HELP = {
     "accelerator": "build the NAME variants (e.g. cuda, a release's CUDA pass): only plugins that "
     "list NAME in `accelerators`, with --features NAME when the crate has it, into "
     "artifact_NAME when declared",
+    "format": COMMON_HELP["format"],
+    "color": COMMON_HELP["color"] + "; also asks cargo for colour",
 }
 
 
@@ -56,6 +64,8 @@ def build_plugins_native(
     debug: bool = False,
     jobs: int = 0,
     accelerator: str | None = None,
+    format: str = "text",
+    color: str = "auto",
 ) -> None:
     """Build every native plugin source: cargo crates, and C plugins by their declared command.
 
@@ -65,10 +75,23 @@ def build_plugins_native(
     the root), else with `make -C <dir>` when the directory has a Makefile. Extra cargo flags
     come from plugins.cargo_args (e.g. ["--offline"]). Exit status 1 when any plugin failed.
     """
-    from plugin_packaging.sources.build import build_plugins, render_build_summary
+    import sys
 
+    from plugin_packaging.output import FORMATS, color_enabled
+    from plugin_packaging.sources.build import (
+        build_annotations,
+        build_document,
+        build_plugins,
+        render_build_markdown,
+        render_build_summary,
+    )
+
+    checked_format(format, FORMATS)
+    checked_color(color)
     settings = settings_for(c, root)
     profile = _profile(release, debug)
+    # With JSON on stdout, the tools' own output goes to stderr, where the log keeps it.
+    tool_output = sys.stderr if format == "json" else sys.stdout
     report = build_plugins(
         settings,
         only=only or (),
@@ -76,8 +99,16 @@ def build_plugins_native(
         jobs=jobs or None,
         dry_run=dry_run,
         accelerator=accelerator,
+        out=tool_output,
+        color=color_enabled(color, tool_output),  # type: ignore[arg-type]
     )
-    print(render_build_summary(report, settings.root))
+    if format == "json":
+        print_json(build_document(report, settings.root))
+    else:
+        if format == "github":
+            print_lines(build_annotations(report))
+        emit(render_build_summary(report, settings.root), color)
+    append_step_summary(lambda: render_build_markdown(report, settings.root))
     if report.interrupted:
         raise Exit(code=EXIT_INTERRUPTED)
     if report.failed:
@@ -93,6 +124,9 @@ def build_plugins_native(
         "dry_run": "print the build commands and the install plan; build and change nothing",
         "jobs": "-j N for cargo and make, and the number of plugins copied in parallel",
         **INSTALL_HELP,
+        "format": COMMON_HELP["format"] + "; json holds the build too",
+        "color": COMMON_HELP["color"],
+        "verbose": COMMON_HELP["verbose"],
     },
 )
 @user_errors
@@ -109,14 +143,28 @@ def install_plugins_native(
     force: bool = False,
     adopt: list[str] | None = None,
     adopt_all: bool = False,
+    format: str = "text",
+    color: str = "auto",
+    verbose: bool = False,
 ) -> None:
     """Build native plugins (release), then install them as copy-plugins-native does.
 
     A plugin whose build fails is not installed (its library on disk is from an older build)
     and its installed copy is kept; the others are installed. Exit status 1 when anything failed.
     """
-    from plugin_packaging.sources.build import build_plugins, render_build_summary
+    import sys
 
+    from plugin_packaging.output import FORMATS, color_enabled
+    from plugin_packaging.sources.build import (
+        build_annotations,
+        build_document,
+        build_plugins,
+        render_build_markdown,
+        render_build_summary,
+    )
+
+    checked_format(format, FORMATS)
+    checked_color(color)
     settings = settings_for(
         c,
         root,
@@ -127,8 +175,20 @@ def install_plugins_native(
         check=False if no_check else None,
     )
     selected = tuple(only or ())
-    built = build_plugins(settings, only=selected, jobs=jobs or None, dry_run=dry_run)
-    print(render_build_summary(built, settings.root))
+    tool_output = sys.stderr if format == "json" else sys.stdout
+    built = build_plugins(
+        settings,
+        only=selected,
+        jobs=jobs or None,
+        dry_run=dry_run,
+        out=tool_output,
+        color=color_enabled(color, tool_output),  # type: ignore[arg-type]
+    )
+    if format != "json":
+        if format == "github":
+            print_lines(build_annotations(built))
+        emit(render_build_summary(built, settings.root), color)
+    append_step_summary(lambda: render_build_markdown(built, settings.root))
     if built.interrupted:
         raise Exit("interrupted: nothing was installed", EXIT_INTERRUPTED)
     failed_builds = {r.plugin_id for r in built.results if r.status == "failed"}
@@ -137,11 +197,21 @@ def install_plugins_native(
         selected = tuple(r.plugin_id for r in built.results if r.status == "built")
         if not selected:
             raise Exit("nothing was installed: no plugin built", 1)
-    if dry_run:
+    if dry_run and format != "json":
         print("install plan (from the libraries on disk now; the build above did not run):")
     adopting = "all" if adopt_all else (adopt or ())
     if (
-        install_and_print(settings, selected, dry_run=dry_run, force=force, adopt=adopting)
+        install_and_print(
+            settings,
+            selected,
+            dry_run=dry_run,
+            force=force,
+            adopt=adopting,
+            output_format=format,
+            verbose=verbose,
+            color=color,
+            build=build_document(built, settings.root) if format == "json" else None,
+        )
         or built.failed
     ):
         raise Exit(code=1)

@@ -9,6 +9,8 @@ from invoke.tasks import task
 from plugin_packaging.tasks.common import (
     COMMON_HELP,
     INSTALL_HELP,
+    checked_color,
+    checked_format,
     install_and_print,
     settings_for,
     user_errors,
@@ -38,12 +40,19 @@ def copy_plugins_native(
     adopt_all: bool = False,
     jobs: int = 0,
     force: bool = False,
+    format: str = "text",
+    color: str = "auto",
+    verbose: bool = False,
 ) -> None:
     """Install built native plugins into <plugins-dir>/native/<id>/ with a generated plugin.yml.
 
     Atomic per plugin, idempotent (unchanged plugins are not copied again), stale files removed.
     A new bundle the loader would refuse is not installed and the old copy is kept (--force).
     """
+    from plugin_packaging.output import FORMATS
+
+    checked_format(format, FORMATS)
+    checked_color(color)
     settings = settings_for(
         c,
         root,
@@ -55,7 +64,16 @@ def copy_plugins_native(
         check=False if no_check else None,
     )
     adopting = "all" if adopt_all else (adopt or ())
-    if install_and_print(settings, only or (), dry_run=dry_run, force=force, adopt=adopting):
+    if install_and_print(
+        settings,
+        only or (),
+        dry_run=dry_run,
+        force=force,
+        adopt=adopting,
+        output_format=format,
+        verbose=verbose,
+        color=color,
+    ):
         raise Exit(code=1)
 
 

@@ -14,7 +14,12 @@ from invoke.tasks import task
 from plugin_packaging.tasks.common import (
     COMMON_HELP,
     JUDGING_HELP,
+    append_step_summary,
+    checked_color,
     checked_format,
+    emit,
+    print_json,
+    print_lines,
     settings_for,
     user_errors,
 )
@@ -50,6 +55,8 @@ _PATHS = " (relative paths are taken from --root)"
         "published_at": "date for new versions in index.json, YYYY-MM-DD (default: today, UTC)",
         "dry_run": "show what would be built and published; write nothing",
         "no_vendor": "do not vendor shared-library dependencies into the bundles (plugins.vendor)",
+        "format": COMMON_HELP["format"],
+        "color": COMMON_HELP["color"],
     },
 )
 @user_errors
@@ -71,6 +78,8 @@ def package_plugins_native(
     allow_missing: bool = False,
     dry_run: bool = False,
     no_vendor: bool = False,
+    format: str = "text",
+    color: str = "auto",
 ) -> None:
     """Package built native plugins as reproducible .tar.zst bundles plus a signed registry.
 
@@ -83,9 +92,17 @@ def package_plugins_native(
     next to it with RUNPATH $ORIGIN (see plugins.vendor). Nothing is written unless every
     plugin succeeds.
     """
+    from plugin_packaging.output import FORMATS
     from plugin_packaging.release.package import package_plugins
-    from plugin_packaging.release.report import render_release
+    from plugin_packaging.release.report import (
+        release_annotations,
+        release_document,
+        render_release,
+        render_release_markdown,
+    )
 
+    checked_format(format, FORMATS)
+    checked_color(color)
     settings = settings_for(
         c,
         root,
@@ -105,7 +122,13 @@ def package_plugins_native(
         vendor=False if no_vendor else None,
     )
     report = package_plugins(settings, only=only or (), dry_run=dry_run)
-    print(render_release(report))
+    if format == "json":
+        print_json(release_document(report))
+    else:
+        if format == "github":
+            print_lines(release_annotations(report))
+        emit(render_release(report), color)
+    append_step_summary(lambda: render_release_markdown(report))
     if report.failed:
         raise Exit(code=1)
 
