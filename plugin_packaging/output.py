@@ -39,6 +39,14 @@ def document(kind: str, **fields: Any) -> dict[str, Any]:
     }
 
 
+def tell_on_stderr(notice: str) -> None:
+    """Progress and waiting notices (`[2/16] packaging ...`, `waiting for the lock ...`): on
+    stderr, so that a report on stdout, maybe a JSON document, stays whole."""
+    import sys
+
+    print(notice, file=sys.stderr, flush=True)
+
+
 # --- GitHub Actions workflow commands -----------------------------------------------------------
 
 _GITHUB_LEVELS = {"error": "error", "warning": "warning", "info": "notice", "notice": "notice"}

@@ -383,6 +383,10 @@ def test_package_json_lists_each_bundle_with_its_hash(sample_tree: Path) -> None
     written = sample_tree / "dist/bundles" / bundles["volume-c"]["file"]
     assert written.stat().st_size == bundles["volume-c"]["size"]
     assert [w["code"] for w in document["warnings"]] == ["registry-unsigned"]
+    # Progress for the slow part, on stderr: one line per bundle, before it is compressed.
+    progress = [line for line in result.stderr.splitlines() if "] packaging " in line]
+    assert len(progress) == 3 and progress[-1].startswith("[3/3] packaging ")
+    assert progress[0].endswith(" library)")
 
 
 def test_package_github_and_step_summary(sample_tree: Path, tmp_path: Path) -> None:
@@ -485,3 +489,33 @@ def test_a_tampered_bundle_is_not_fixed_by_rewriting_sha256sums(sample_tree: Pat
     )
     assert mismatch["hint"].startswith("the archive changed after it was packaged")
     assert not mismatch["hint"].startswith("write SHA256SUMS")
+
+
+def test_a_run_that_waits_for_the_lock_says_whom_it_waits_for(sample_tree: Path) -> None:
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    state = sample_tree / ".plugins/.plugin-packaging"
+    state.mkdir(parents=True)
+    with open(state / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "plugin-packaging"), "copy-plugins-native"],
+            cwd=sample_tree,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        assert process.poll() is None  # still waiting
+        fcntl.flock(held, fcntl.LOCK_UN)
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 0, stdout + stderr
+    assert stderr.count("waiting for the lock held by pid") == 1
+    assert f"waiting for the lock held by pid {os.getpid()} on .plugins (up to 120 s)" in stderr
+    assert "3 installed" in stdout

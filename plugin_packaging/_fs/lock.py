@@ -25,12 +25,15 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from plugin_packaging.errors import PackagingError, from_os_error
+from plugin_packaging.errors import PackagingError, display_path, from_os_error
 
 LOCK_FILE = "lock"
+#: How long a run waits for the lock in silence before saying whom it waits for.
+WAIT_NOTICE_SECONDS = 1.0
 #: Directories inside the state directory that writers fill and empty.
 PRIVATE_DIRECTORIES = ("staging",)
 #: Directories beside the state directory (in the plugins directory) that writers fill.
@@ -40,13 +43,23 @@ WRITTEN_DIRECTORIES = ("native",)
 class DirectoryLock:
     """`with DirectoryLock(state_dir):` holds the exclusive lock for the block."""
 
-    def __init__(self, state_dir: Path, *, timeout: float = 120.0, on_parent: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        timeout: float = 120.0,
+        on_parent: bool = False,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         """`on_parent` locks the directory holding `state_dir` itself instead of a lock file in
         it, so that a writer that empties and removes `state_dir` leaves nothing behind (release
-        output directories, which get published as they are)."""
+        output directories, which get published as they are). `on_wait` is told once, after a
+        second of waiting, who holds the lock: a wait of up to `timeout` seconds must not look
+        like a hang."""
         self.path = state_dir / LOCK_FILE
         self.timeout = timeout
         self.on_parent = on_parent
+        self.on_wait = on_wait
         self._fd: int | None = None
 
     def __enter__(self) -> DirectoryLock:
@@ -60,16 +73,25 @@ class DirectoryLock:
             if self.on_parent
             else _open_lock_file(self.path)
         )
-        deadline = time.monotonic() + self.timeout
+        started = time.monotonic()
+        deadline = started + self.timeout
+        told = self.on_wait is None
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = (
-                        "" if self.on_parent else os.pread(fd, 32, 0).decode("ascii", "replace")
+                now = time.monotonic()
+                if not told and now - started >= WAIT_NOTICE_SECONDS:
+                    told = True
+                    assert self.on_wait is not None
+                    holder = "another run" if self.on_parent else f"pid {_holder(fd)}"
+                    self.on_wait(
+                        f"waiting for the lock held by {holder} on "
+                        f"{display_path(self.path.parent.parent)} (up to {self.timeout:g} s)"
                     )
+                if now >= deadline:
+                    holder = "" if self.on_parent else _holder(fd)
                     os.close(fd)
                     raise PackagingError(
                         "plugins-dir-locked",
@@ -100,6 +122,14 @@ class DirectoryLock:
         if self._fd is not None:
             os.close(self._fd)  # closing releases the flock
             self._fd = None
+
+
+def _holder(fd: int) -> str:
+    """The pid the lock's holder wrote into the lock file, as text ("unknown" if none)."""
+    try:
+        return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def claim_state_dir(state_dir: Path) -> None:

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugin_packaging.errors import display_path
-from plugin_packaging.rules.model import Finding, FindingTally
-from plugin_packaging.rules.table import RULES, effective_severity
 from plugin_packaging.output import (
     FORMATS,
     OutputFormat,
@@ -28,6 +26,8 @@ from plugin_packaging.output import (
     markdown_table,
     workflow_command,
 )
+from plugin_packaging.rules.model import Finding, FindingTally
+from plugin_packaging.rules.table import RULES, effective_severity
 
 if TYPE_CHECKING:
     from plugin_packaging.check.loadplan import PlannedLoad

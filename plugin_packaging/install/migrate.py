@@ -406,8 +406,9 @@ def migrate_plugins(
         return MigrationResult(plan, dry_run=dry_run)
     from plugin_packaging._fs.lock import DirectoryLock
     from plugin_packaging._fs.swap import recover_staging
+    from plugin_packaging.output import tell_on_stderr
 
-    with DirectoryLock(settings.state_dir):
+    with DirectoryLock(settings.state_dir, on_wait=tell_on_stderr):
         staging = settings.state_dir / "staging"
         staging.mkdir(parents=True, exist_ok=True)
         repairs = tuple(recover_staging(staging, settings.native_dir))

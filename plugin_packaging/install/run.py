@@ -158,8 +158,9 @@ def install_plugins(
     if dry_run:
         return _placed(_run(settings, only, True, require_all, force, adopting))
     from plugin_packaging._fs.lock import DirectoryLock
+    from plugin_packaging.output import tell_on_stderr
 
-    with DirectoryLock(settings.state_dir):
+    with DirectoryLock(settings.state_dir, on_wait=tell_on_stderr):
         report = _run(settings, only, False, require_all, force, adopting)
     return _placed(report)
 

@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -86,6 +86,8 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # buffers, so more would raise peak memory (over 100 MiB with four for a 150 MiB library) for
 # little gain. archive.py guarantees the bytes do not depend on the count.
 _ZSTD_WORKERS = 2
+#: Plan statuses whose bundles this run compresses.
+_WRITTEN = ("publish", "add-variant")
 
 
 @dataclass(frozen=True)
@@ -204,8 +206,12 @@ def package_plugins(
     only: Sequence[str] = (),
     dry_run: bool = False,
     environ: Mapping[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ReleaseReport:
     """Package every built plugin (or those named by `only`) into `settings.dist_dir`.
+
+    `progress` is told about each bundle before it is compressed (a large library takes
+    seconds), as `[n/N] packaging <file> (<size> library)`.
 
     `environ` (default: the process environment) provides SOURCE_DATE_EPOCH and the signing
     key's password. Raises `PackagingError` for a usage mistake (a bad setting, an unknown id,
@@ -274,6 +280,7 @@ def package_plugins(
             today=today,
             env=env,
             official=official,
+            progress=progress,
         )
 
 
@@ -287,13 +294,14 @@ def staged_output(out_dir: Path) -> Iterator[Path]:
     """
     from plugin_packaging._fs.lock import DirectoryLock
     from plugin_packaging._fs.swap import remove_entry
+    from plugin_packaging.output import tell_on_stderr
 
     state = out_dir / STATE_DIR
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise io_error(exc, out_dir, "create the output directory") from None
-    with DirectoryLock(state, on_parent=True):
+    with DirectoryLock(state, on_parent=True, on_wait=tell_on_stderr):
         try:
             for leftover in state.glob("staging-*"):
                 remove_entry(leftover)
@@ -1106,6 +1114,7 @@ def _carry_out(
     today: str,
     env: Mapping[str, str],
     official: bytes,
+    progress: Callable[[str], None] | None = None,
 ) -> ReleaseReport:
     """Write everything into `staging`; swap it into `out_dir` only when all succeeded."""
     output = _Output(staging)
@@ -1114,7 +1123,11 @@ def _carry_out(
             key_id = checked_key_id(context.settings, context.public_key, key)
             output.bundles.mkdir()
             output.registry.mkdir()
-            entries = [_write_plan_safely(context, plan, output, mtime, key) for plan in plans]
+            entries = []
+            told = _Progress(plans, progress)
+            for plan in plans:
+                told.before(plan)
+                entries.append(_write_plan_safely(context, plan, output, mtime, key))
             written = replace(report, entries=tuple(entries), key_id=key_id)
             if written.failed:
                 return written
@@ -1126,6 +1139,28 @@ def _carry_out(
     except OSError as exc:
         raise io_error(exc, out_dir, "write the release output") from None
     return written
+
+
+class _Progress:
+    """Tells `progress` about the bundles of each plan just before they are compressed (a large
+    library takes seconds): `[n/N] packaging <file> (<size> library)`."""
+
+    def __init__(self, plans: Sequence[_Plan], progress: Callable[[str], None] | None) -> None:
+        self.progress = progress
+        self.total = sum(len(plan.specs) for plan in plans if plan.status in _WRITTEN)
+        self.number = 0
+
+    def before(self, plan: _Plan) -> None:
+        if self.progress is None or plan.status not in _WRITTEN:
+            return
+        from plugin_packaging.install.report import human_size
+
+        for spec in plan.specs:
+            self.number += 1
+            self.progress(
+                f"[{self.number}/{self.total}] packaging {spec.file_name} "
+                f"({human_size(spec.library.size)} library)"
+            )
 
 
 def release_version_count(entries: Sequence[ReleaseEntry]) -> tuple[int, int]:

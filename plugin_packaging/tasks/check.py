@@ -68,7 +68,7 @@ def check_plugins_native(
     from plugin_packaging.target import Target
 
     output_format = checked_format(format, FORMATS)
-    checked_color(color)
+    colour = checked_color(color)
     if probe_timeout <= 0:
         raise PackagingError(
             "bad-option",
@@ -84,12 +84,12 @@ def check_plugins_native(
         return
     target = Target.of(settings.platform, arch)
     report = run_check(settings, target=target, probe=probe, probe_timeout=probe_timeout)
-    if format == "text":
-        emit(render(report, "text", strict=strict), color)
+    if output_format == "text":
+        emit(render(report, "text", strict=strict), colour)
     else:
         # Annotations about installed bundles go on their source manifests, which a pull
         # request holds (`.plugins/` is git-ignored).
-        sources = source_manifests(settings) if format == "github" else None
+        sources = source_manifests(settings) if output_format == "github" else None
         print(render(report, output_format, strict=strict, sources=sources))
     from plugin_packaging.check.report import render_markdown
 

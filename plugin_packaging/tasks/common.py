@@ -22,6 +22,7 @@ EXIT_USAGE = 2
 
 if TYPE_CHECKING:
     from plugin_packaging.check.run import CheckReport
+    from plugin_packaging.output import ColorChoice
 
 F = TypeVar("F", bound=Callable[..., Any])
 FormatT = TypeVar("FormatT", bound=str)
@@ -212,7 +213,7 @@ def install_and_print(
     adopt: Sequence[str] | Literal["all"] = (),
     output_format: str = "text",
     verbose: bool = False,
-    color: str = "auto",
+    color: ColorChoice = "auto",
     build: Mapping[str, Any] | None = None,
 ) -> bool:
     """Install (see `install_plugins`), print the report, then the checker's verdict unless
@@ -296,7 +297,7 @@ def run_post_install_check(settings: Settings, bundles: Collection[str] | None) 
 
 
 def check_and_print(
-    settings: Settings, bundles: Collection[str] | None, color: str = "auto"
+    settings: Settings, bundles: Collection[str] | None, color: ColorChoice = "auto"
 ) -> bool:
     """The checker's verdict after a task changed the tree; True when the loader would refuse."""
     from plugin_packaging.install.report import render_check_summary
@@ -322,14 +323,13 @@ def source_manifests(settings: Settings) -> dict[str, Path]:
 # --- printing -------------------------------------------------------------------------------
 
 
-def emit(text: str, color: str = "auto") -> None:
+def emit(text: str, color: ColorChoice = "auto") -> None:
     """Print a report for people: coloured when `color` says so (see `output.color_enabled`)."""
     import sys
 
     from plugin_packaging.output import Style, color_enabled
 
-    style = Style(color_enabled(color, sys.stdout))  # type: ignore[arg-type]
-    print(style.report(text))
+    print(Style(color_enabled(color, sys.stdout)).report(text))
 
 
 def print_lines(lines: Iterable[str]) -> None:
@@ -370,14 +370,15 @@ def append_step_summary(markdown: Callable[[], str]) -> None:
         )
 
 
-def checked_color(color: str) -> str:
+def checked_color(color: str) -> ColorChoice:
     """The --color value, refused as a usage error unless auto, always or never."""
     from plugin_packaging.output import COLOR_CHOICES
 
-    if color not in COLOR_CHOICES:
-        raise PackagingError(
-            "bad-option",
-            f"unknown --color {color!r}",
-            hint="use one of: " + ", ".join(COLOR_CHOICES),
-        )
-    return color
+    for known in COLOR_CHOICES:
+        if known == color:
+            return known
+    raise PackagingError(
+        "bad-option",
+        f"unknown --color {color!r}",
+        hint="use one of: " + ", ".join(COLOR_CHOICES),
+    )

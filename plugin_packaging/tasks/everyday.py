@@ -86,12 +86,12 @@ def build_plugins_native(
         render_build_summary,
     )
 
-    checked_format(format, FORMATS)
-    checked_color(color)
+    output_format = checked_format(format, FORMATS)
+    colour = checked_color(color)
     settings = settings_for(c, root)
     profile = _profile(release, debug)
     # With JSON on stdout, the tools' own output goes to stderr, where the log keeps it.
-    tool_output = sys.stderr if format == "json" else sys.stdout
+    tool_output = sys.stderr if output_format == "json" else sys.stdout
     report = build_plugins(
         settings,
         only=only or (),
@@ -100,14 +100,14 @@ def build_plugins_native(
         dry_run=dry_run,
         accelerator=accelerator,
         out=tool_output,
-        color=color_enabled(color, tool_output),  # type: ignore[arg-type]
+        color=color_enabled(colour, tool_output),
     )
-    if format == "json":
+    if output_format == "json":
         print_json(build_document(report, settings.root))
     else:
-        if format == "github":
+        if output_format == "github":
             print_lines(build_annotations(report))
-        emit(render_build_summary(report, settings.root), color)
+        emit(render_build_summary(report, settings.root), colour)
     append_step_summary(lambda: render_build_markdown(report, settings.root))
     if report.interrupted:
         raise Exit(code=EXIT_INTERRUPTED)
@@ -163,8 +163,8 @@ def install_plugins_native(
         render_build_summary,
     )
 
-    checked_format(format, FORMATS)
-    checked_color(color)
+    output_format = checked_format(format, FORMATS)
+    colour = checked_color(color)
     settings = settings_for(
         c,
         root,
@@ -175,19 +175,19 @@ def install_plugins_native(
         check=False if no_check else None,
     )
     selected = tuple(only or ())
-    tool_output = sys.stderr if format == "json" else sys.stdout
+    tool_output = sys.stderr if output_format == "json" else sys.stdout
     built = build_plugins(
         settings,
         only=selected,
         jobs=jobs or None,
         dry_run=dry_run,
         out=tool_output,
-        color=color_enabled(color, tool_output),  # type: ignore[arg-type]
+        color=color_enabled(colour, tool_output),
     )
-    if format != "json":
-        if format == "github":
+    if output_format != "json":
+        if output_format == "github":
             print_lines(build_annotations(built))
-        emit(render_build_summary(built, settings.root), color)
+        emit(render_build_summary(built, settings.root), colour)
     append_step_summary(lambda: render_build_markdown(built, settings.root))
     if built.interrupted:
         raise Exit("interrupted: nothing was installed", EXIT_INTERRUPTED)
@@ -197,7 +197,7 @@ def install_plugins_native(
         selected = tuple(r.plugin_id for r in built.results if r.status == "built")
         if not selected:
             raise Exit("nothing was installed: no plugin built", 1)
-    if dry_run and format != "json":
+    if dry_run and output_format != "json":
         print("install plan (from the libraries on disk now; the build above did not run):")
     adopting = "all" if adopt_all else (adopt or ())
     if (
@@ -207,10 +207,10 @@ def install_plugins_native(
             dry_run=dry_run,
             force=force,
             adopt=adopting,
-            output_format=format,
+            output_format=output_format,
             verbose=verbose,
-            color=color,
-            build=build_document(built, settings.root) if format == "json" else None,
+            color=colour,
+            build=build_document(built, settings.root) if output_format == "json" else None,
         )
         or built.failed
     ):

@@ -51,8 +51,8 @@ def copy_plugins_native(
     """
     from plugin_packaging.output import FORMATS
 
-    checked_format(format, FORMATS)
-    checked_color(color)
+    output_format = checked_format(format, FORMATS)
+    colour = checked_color(color)
     settings = settings_for(
         c,
         root,
@@ -70,9 +70,9 @@ def copy_plugins_native(
         dry_run=dry_run,
         force=force,
         adopt=adopting,
-        output_format=format,
+        output_format=output_format,
         verbose=verbose,
-        color=color,
+        color=colour,
     ):
         raise Exit(code=1)
 

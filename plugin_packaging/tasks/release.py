@@ -101,8 +101,8 @@ def package_plugins_native(
         render_release_markdown,
     )
 
-    checked_format(format, FORMATS)
-    checked_color(color)
+    output_format = checked_format(format, FORMATS)
+    colour = checked_color(color)
     settings = settings_for(
         c,
         root,
@@ -121,13 +121,15 @@ def package_plugins_native(
         allow_missing=allow_missing or None,
         vendor=False if no_vendor else None,
     )
-    report = package_plugins(settings, only=only or (), dry_run=dry_run)
-    if format == "json":
+    from plugin_packaging.output import tell_on_stderr
+
+    report = package_plugins(settings, only=only or (), dry_run=dry_run, progress=tell_on_stderr)
+    if output_format == "json":
         print_json(release_document(report))
     else:
-        if format == "github":
+        if output_format == "github":
             print_lines(release_annotations(report))
-        emit(render_release(report), color)
+        emit(render_release(report), colour)
     append_step_summary(lambda: render_release_markdown(report))
     if report.failed:
         raise Exit(code=1)
@@ -145,6 +147,7 @@ def package_plugins_native(
         **JUDGING_HELP,
         "format": "output: text (default), json (versioned, see schemas/bundle-report.v1.json) or "
         "github (workflow commands for annotations)",
+        "color": COMMON_HELP["color"],
     },
 )
 @user_errors
@@ -158,6 +161,7 @@ def verify_plugin_bundles(
     arch: str | None = None,
     format: str = "text",
     strict: bool = False,
+    color: str = "auto",
 ) -> None:
     """Check bundle archives as the server's installer and StreamKit's portability gate would.
 
@@ -172,6 +176,7 @@ def verify_plugin_bundles(
     from plugin_packaging.target import Target
 
     output_format = checked_format(format, FORMATS)
+    colour = checked_color(color)
     settings = settings_for(c, root, platform=platform, public_key=public_key)
     assert settings.dist_dir is not None
     report = verify_bundles(
@@ -186,7 +191,10 @@ def verify_plugin_bundles(
         ),
         vendor=settings.vendor,
     )
-    print(render_verification(report, output_format, strict=strict))
+    if output_format == "text":
+        emit(render_verification(report, "text", strict=strict), colour)
+    else:
+        print(render_verification(report, output_format, strict=strict))
     if report.failed(strict):
         raise Exit(code=1)
 

@@ -209,13 +209,13 @@ C.add(
     "yaml-syntax-error",
     "source plugin.yml is not valid YAML (an unclosed list)",
     lambda s: s.write(ALPHA_MANIFEST, "id: alpha\nversion: [0.1.0\n"),
-    **source_error("manifest-invalid-yaml", ALPHA_MANIFEST, "line 3"),
+    **source_error("manifest-invalid-yaml", ALPHA_MANIFEST + ":3:"),
 )
 C.add(
     "yaml-tab-indent",
     "source plugin.yml indents with a tab",
     lambda s: s.write(ALPHA_MANIFEST, "id: alpha\n\tversion: 0.1.0\n"),
-    **source_error("manifest-invalid-yaml", ALPHA_MANIFEST, "line 2"),
+    **source_error("manifest-invalid-yaml", ALPHA_MANIFEST + ":2:"),
 )
 C.add(
     "yaml-list-not-mapping",
@@ -657,7 +657,7 @@ C.add(
     "invoke.yaml is not valid YAML",
     lambda s: s.invoke_yaml("plugins: [unclosed\n"),
     group="settings",
-    **setting_error("manifest-invalid-yaml", "invoke.yaml", "line 2"),
+    **setting_error("manifest-invalid-yaml", "invoke.yaml:2:"),
 )
 C.add(
     "invoke-yaml-alias-bomb",
