@@ -200,7 +200,12 @@ def test_output_names_each_bundle_with_size_and_sha256_prefix(release_tree: Path
         line.split("  ")[::-1]
         for line in (release_tree / "dist" / "bundles" / "SHA256SUMS").read_text().splitlines()
     )
-    line = next(line for line in out.splitlines() if "vendored-1.0.0-bundle.tar.zst" in line)
+    # (The progress lines, `[2/2] packaging <file> ...`, come first, on stderr.)
+    line = next(
+        line
+        for line in out.splitlines()
+        if "vendored-1.0.0-bundle.tar.zst" in line and not line.startswith("[")
+    )
     assert line.split()[:3] == ["published", "vendored", "1.0.0"]
     assert f"sha256:{sums['vendored-1.0.0-bundle.tar.zst'][:12]}" in line
     assert "KiB" in line
