@@ -395,14 +395,14 @@ def test_package_json_lists_each_bundle_with_its_hash(sample_tree: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
     document = valid("release-report.v1.json", result.stdout)
     assert document["kind"] == "release" and document["summary"]["failed"] is False
-    bundles = {p["id"]: p["bundles"][0] for p in document["plugins"]}
-    assert set(bundles) == {"tone-generator", "volume-c", "gain-native"}
+    bundles = {p["id"]: p["bundles"][0] for p in document["plugins"] if p["bundles"]}
+    assert set(bundles) == {"tone-generator", "volume-c"}  # gain-native is an example
     written = sample_tree / "dist/bundles" / bundles["volume-c"]["file"]
     assert written.stat().st_size == bundles["volume-c"]["size"]
     assert [w["code"] for w in document["warnings"]] == ["registry-unsigned"]
     # Progress for the slow part, on stderr: one line per bundle, before it is compressed.
     progress = [line for line in result.stderr.splitlines() if "] packaging " in line]
-    assert len(progress) == 3 and progress[-1].startswith("[3/3] packaging ")
+    assert len(progress) == 2 and progress[-1].startswith("[2/2] packaging ")
     assert progress[0].endswith(" library)")
 
 
