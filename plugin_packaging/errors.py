@@ -7,7 +7,9 @@ bug in this tool, never a user mistake.
 
 from __future__ import annotations
 
+import difflib
 import errno
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -129,3 +131,13 @@ def printable(text: str) -> str:
         ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
         for ch in text
     )
+
+
+def did_you_mean(word: str, candidates: Iterable[str], *, prefix: str = "") -> str:
+    """`did you mean X?` for the candidate closest to a mistyped `word`, else empty.
+
+    Used for every name a user types (tasks, flags, plugin ids, settings keys), so a typo is
+    answered the same way everywhere.
+    """
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"{prefix}did you mean {close[0]}?" if close else ""

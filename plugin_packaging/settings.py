@@ -11,10 +11,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from plugin_packaging.errors import PackagingError
+from plugin_packaging.errors import PackagingError, did_you_mean
 from plugin_packaging.target import PLATFORMS, Platform, host_platform
+
+#: Cargo's build profiles, named as its directories under target/.
+Profile = Literal["release", "debug"]
+PROFILES: tuple[Profile, ...] = ("release", "debug")
 
 #: The settings namespace in invoke's config: `plugins.<key>` in invoke.yaml,
 #: `INVOKE_PLUGINS_<KEY>` in the environment.
@@ -23,7 +27,8 @@ CONFIG_NAMESPACE = "plugins"
 #: Defaults registered with `ns.configure`. Extras are plugins without a source `plugin.yml`;
 #: StreamKit's gain-native example is one, so it is declared here and works out of the box.
 DEFAULTS: dict[str, Any] = {
-    "root": ".",
+    # None: found from the current directory upwards (tasks/common.py: settings_for).
+    "root": None,
     "plugins_dir": None,
     "platform": None,
     "source_patterns": [
@@ -41,10 +46,15 @@ DEFAULTS: dict[str, Any] = {
         },
     },
     "template": None,
-    "jobs": 4,
-    "check": True,
-    "require_all": False,
-    "prune": False,
+    # Numbers and booleans are None here (their real defaults are `Settings`' own), so that
+    # invoke passes INVOKE_PLUGINS_* values on as text: it would read any non-empty text as
+    # true (`INVOKE_PLUGINS_PRUNE=false` turned pruning on) and crash on a number that is not one.
+    "jobs": None,
+    "check": None,
+    "require_all": None,
+    "prune": None,
+    # Which cargo profile's artifacts copy and install take: release (default) or debug.
+    "profile": None,
     # Directories outside the checkout that artifacts and extra_files may resolve into (through
     # a symlink or `..`); everything else outside the checkout is refused.
     "allowed_source_dirs": [],
@@ -100,6 +110,71 @@ DEFAULTS: dict[str, Any] = {
 _BUNDLE_LIMITS = {"bundle_max_unpacked_bytes": 4 << 30, "bundle_max_members": 10_000}
 
 
+#: The project settings files invoke reads at a root, in its order; it takes the first that
+#: exists. (invoke also runs an invoke.py there; plugin-packaging does not, see cli.py.)
+PROJECT_FILES = ("invoke.yaml", "invoke.yml", "invoke.json")
+
+
+def project_settings_file(root: Path) -> Path | None:
+    """The settings file of a checkout, as invoke picks it: the first of `PROJECT_FILES`."""
+    for name in PROJECT_FILES:
+        path = root / name
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            continue  # invoke skips a missing (or dangling) file too
+        except OSError:
+            pass  # a symlink loop, no permission: reading it says which
+        return path
+    return None
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """A YAML or JSON settings file, read safely (`yamlio`: no FIFO, device or huge file, no
+    duplicate key), whose `plugins` section holds known settings only."""
+    from plugin_packaging._fs.yamlio import load_json, load_yaml, read_text
+
+    text = read_text(path)
+    if path.suffix == ".json":
+        data = load_json(text, path, code="bad-setting", what="a settings file")
+    else:
+        data = load_yaml(text, path)
+    if data is not None and not isinstance(data, dict):
+        raise PackagingError(
+            "bad-setting",
+            f"must be a mapping of settings, not a {type(data).__name__}",
+            path,
+            hint=f"put the settings under `{CONFIG_NAMESPACE}:`",
+        )
+    section = (data or {}).get(CONFIG_NAMESPACE)
+    if section is not None and not isinstance(section, dict):
+        raise PackagingError(
+            "bad-setting",
+            f"`{CONFIG_NAMESPACE}` must be a mapping of settings, not a {type(section).__name__}",
+            path,
+            hint=f"e.g. `{CONFIG_NAMESPACE}: {{plugins_dir: .plugins}}`",
+        )
+    unknown_settings(section or {}, path)
+    return data or {}
+
+
+def is_checkout(directory: Path) -> bool:
+    """True for the root of a StreamKit checkout: it holds `plugins/native/`, or a settings file
+    with a `plugins` section (a checkout laid out otherwise, configured for this tool)."""
+    if (directory / "plugins" / "native").is_dir():
+        return True
+    settings_file = project_settings_file(directory)
+    return settings_file is not None and CONFIG_NAMESPACE in read_settings_file(settings_file)
+
+
+def find_checkout(start: Path) -> Path | None:
+    """The nearest checkout root at or above `start`, as git and cargo find theirs."""
+    for directory in (start, *start.parents):
+        if is_checkout(directory):
+            return directory
+    return None
+
+
 @dataclass(frozen=True)
 class VendorSettings:
     """How release bundles vendor shared-library dependencies (`plugins.vendor`)."""
@@ -133,6 +208,9 @@ class Settings:
     prune: bool = False
     #: Real paths outside the checkout that artifacts and extra_files may resolve into.
     allowed_source_dirs: tuple[Path, ...] = ()
+    #: The cargo profile whose artifacts are installed: `release/` in the artifact path, or
+    #: `debug/` in its place.
+    profile: Profile = "release"
     rules: Mapping[str, str] = field(default_factory=dict)
     #: plugin id -> build command: a string for the shell, or an argument list; run at the root.
     build_commands: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
@@ -175,6 +253,7 @@ class Settings:
         merged["extras"] = dict(DEFAULTS["extras"])
         merged["build_env"] = dict(DEFAULTS["build_env"])
         if config:
+            unknown_settings(config)
             for key, value in dict(config).items():
                 if key in ("extras", "build_env") and isinstance(value, Mapping):
                     merged[key].update(value)
@@ -187,7 +266,7 @@ class Settings:
 
     @classmethod
     def _validated(cls, values: Mapping[str, Any]) -> Settings:
-        root = Path(str(values["root"])).expanduser()
+        root = Path(str(values.get("root") or ".")).expanduser()
         if not root.is_dir():
             raise PackagingError(
                 "root-missing",
@@ -221,10 +300,13 @@ class Settings:
             for k, v in extras.items()
             if v is not None and not (isinstance(v, Mapping) and v.get("enabled") is False)
         }
-        jobs = values.get("jobs", 4)
-        if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        jobs = _positive_int(4 if values.get("jobs") is None else values["jobs"], "plugins.jobs")
+        profile = values.get("profile") or "release"
+        if profile not in PROFILES:
             raise PackagingError(
-                "bad-setting", f"plugins.jobs must be a positive integer, not {jobs!r}"
+                "bad-setting",
+                f"plugins.profile must be one of {', '.join(PROFILES)}, not {profile!r}",
+                hint=did_you_mean(str(profile), PROFILES) or None,
             )
         rules = values.get("rules") or {}
         if not isinstance(rules, Mapping):
@@ -249,10 +331,11 @@ class Settings:
             extras=extras,
             template=(root / Path(str(template))) if template else None,
             jobs=jobs,
-            check=bool(values.get("check", True)),
-            require_all=bool(values.get("require_all", False)),
-            prune=bool(values.get("prune", False)),
             allowed_source_dirs=_allowed_dirs(root, values.get("allowed_source_dirs")),
+            check=_boolean(values.get("check"), "check", default=True),
+            require_all=_boolean(values.get("require_all"), "require_all", default=False),
+            prune=_boolean(values.get("prune"), "prune", default=False),
+            profile=profile,
             rules=dict(rules),
             build_commands=build_commands,
             cargo_args=cargo_args,
@@ -326,6 +409,71 @@ def _allowed_dirs(root: Path, value: Any) -> tuple[Path, ...]:
 def _optional_path(root: Path, value: Any) -> Path | None:
     """A path setting, relative to the root; None when unset or empty."""
     return root / Path(str(value)).expanduser() if value else None
+
+
+#: How people write yes and no, in invoke.yaml (where YAML already made most of them booleans)
+#: and in the environment: any case.
+_TRUE_WORDS = ("true", "yes", "on", "1")
+_FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def _boolean(value: Any, key: str, *, default: bool) -> bool:
+    """A yes/no setting: a YAML boolean, or a word from `_TRUE_WORDS`/`_FALSE_WORDS`."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    variable = environment_variable(key)
+    where = variable if os.environ.get(variable) == value else f"plugins.{key}"
+    raise PackagingError(
+        "bad-setting",
+        f"{where} must be true or false, not {value!r}",
+        hint=f"write one of: {', '.join(_TRUE_WORDS)} / {', '.join(_FALSE_WORDS)}",
+    )
+
+
+def environment_variable(key: str) -> str:
+    """The environment variable invoke reads for a setting: `prune` -> INVOKE_PLUGINS_PRUNE."""
+    return f"INVOKE_{CONFIG_NAMESPACE}_{key}".upper()
+
+
+#: Settings whose value is a mapping: their environment variables name a key inside
+#: (INVOKE_PLUGINS_EXTRAS_GAIN-NATIVE_ENABLED).
+_MAPPING_SETTINGS = tuple(key for key, value in DEFAULTS.items() if isinstance(value, dict))
+
+
+def unknown_settings(config: Mapping[str, Any], path: Path | None = None) -> None:
+    """Refuse a key of the `plugins` section that is no setting, with the nearest one."""
+    for key in config:
+        if key not in DEFAULTS:
+            raise PackagingError(
+                "unknown-setting",
+                f"unknown setting plugins.{key}",
+                path,
+                hint=did_you_mean(str(key), DEFAULTS, prefix="")
+                or "the README's settings section lists them",
+            )
+
+
+def unknown_environment_settings(environ: Mapping[str, str]) -> None:
+    """Refuse an INVOKE_PLUGINS_* variable that names no setting (invoke ignores it silently)."""
+    prefix = environment_variable("")
+    known = [environment_variable(key) for key in DEFAULTS]
+    for name in sorted(environ):
+        if not name.startswith(prefix) or name in known:
+            continue
+        if any(name.startswith(environment_variable(key) + "_") for key in _MAPPING_SETTINGS):
+            continue
+        raise PackagingError(
+            "unknown-setting",
+            f"the environment variable {name} names no setting",
+            hint=did_you_mean(name, known, prefix="") or "the README's settings section lists them",
+        )
 
 
 def _positive_int(value: Any, key: str) -> int:

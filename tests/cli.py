@@ -60,3 +60,7 @@ def run_cli(
         text=True,
         timeout=300,
     )
+
+
+#: The name the program-surface tests use for `run_cli`.
+run_command = run_cli

@@ -193,6 +193,7 @@ def test_a_broken_source_manifest_is_reported_the_rest_listed_and_the_exit_is_1(
 
 
 def test_an_empty_checkout_lists_nothing_and_succeeds(tmp_path: Path) -> None:
+    (tmp_path / "plugins" / "native").mkdir(parents=True)
     code, out = run_in_process("list-plugins-native", "--root", str(tmp_path), "--format", "json")
     assert code == 0, out
     # gain-native is a built-in extra: declared even where its crate does not exist.

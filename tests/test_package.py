@@ -75,8 +75,9 @@ def release_tree(tmp_path: Path, native_libs: NativeLibraries) -> Path:
 
 
 def package(root: Path, *args: str) -> tuple[int, str]:
+    # From the root, as a person would run it: relative `--out` paths are taken from there.
     return run_in_process(
-        "package-plugins-native", "--root", str(root), "--published-at", DATE, *args
+        "package-plugins-native", "--root", str(root), "--published-at", DATE, *args, cwd=root
     )
 
 
@@ -375,6 +376,7 @@ def test_unchanged_versions_are_carried_over_with_signature_and_date(
         str(secret),
         "--out",
         "next",
+        cwd=release_tree,
     )
     assert code == 0, out
     registry = release_tree / "next" / "registry"
@@ -757,6 +759,7 @@ def test_a_malformed_published_manifest_is_named_not_carried_over(
         str(published),
         "--signing-key",
         str(secret),
+        cwd=release_tree,
     )
     assert code == 2
     assert "error[registry-manifest-invalid]" in out and "plugins/other/0.3.0/manifest.json" in out

@@ -286,7 +286,8 @@ def test_a_bundle_that_is_not_the_published_one_fails_its_sha256(
 ) -> None:
     dist = packaged(tmp_path, native_libs.good_c)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the same content, other bytes
-    run_in_process("package-plugins-native", "--root", str(tmp_path / "tree"), "--out", "rebuilt")
+    tree = tmp_path / "tree"
+    run_in_process("package-plugins-native", "--root", str(tree), "--out", "rebuilt", cwd=tree)
     name = "demo-1.0.0-bundle.tar.zst"
     shutil.copyfile(tmp_path / "tree" / "rebuilt" / "bundles" / name, dist / "bundles" / name)
     code, document = verify_json(
@@ -504,10 +505,10 @@ def test_rules_can_be_regraded_in_invoke_yaml(tmp_path: Path, native_libs: Nativ
         "plugins:\n  extras:\n    gain-native:\n      enabled: false\n"
         "  rules:\n    bundle-search-path-absolute: warning\n"
     )
-    code, out = verify("--root", str(root), "--bundles", "dist/bundles")
+    code, out = verify("--root", str(root), "--bundles", str(root / "dist/bundles"))
     assert code == 0, out
     assert "warning[bundle-search-path-absolute]" in out
-    assert verify("--root", str(root), "--bundles", "dist/bundles", "--strict")[0] == 1
+    assert verify("--root", str(root), "--bundles", str(root / "dist/bundles"), "--strict")[0] == 1
     assert dist.is_dir()
 
 

@@ -89,7 +89,8 @@ def _repository_manifests() -> list[str]:
 
 def test_this_pyyaml_has_a_libyaml_that_limits_nesting() -> None:
     # Without it every test below would compare the pure-Python loader with itself.
-    assert libyaml_safe_loader() is yaml.CSafeLoader
+    loader = libyaml_safe_loader()
+    assert loader is not None and issubclass(loader, yaml.CSafeLoader)
 
 
 @pytest.mark.parametrize("text", WRITTEN + _repository_manifests())

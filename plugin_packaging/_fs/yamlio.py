@@ -89,7 +89,40 @@ def libyaml_safe_loader() -> Any:
         version = tuple(_yaml.get_version())
     except (ImportError, AttributeError, TypeError):
         return None
-    return loader if version >= (0, 2, 6) else None
+    if version < (0, 2, 6):
+        return None
+
+    class _UniqueKeysCLoader(loader):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            # Any duplicate sends the text to the careful loader, which names its place.
+            if _first_duplicate_key(self, node) is not None:
+                raise ValueError("duplicate key")
+            return super().construct_mapping(node, deep)
+
+    return _UniqueKeysCLoader
+
+
+def _first_duplicate_key(loader: Any, node: Any) -> tuple[Any, Any, Any] | None:
+    """(key, first key node, repeated key node) of the first key a mapping node repeats.
+
+    PyYAML keeps the last of two equal keys without a word; StreamKit's parser (serde_yaml)
+    refuses the file, so a duplicate here is an error rather than a silent choice. Keys merged in
+    with `<<` may be overridden, as YAML intends.
+    """
+    import yaml
+
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        try:
+            first = seen.setdefault(key, key_node)
+        except TypeError:
+            continue  # an unhashable key fails in PyYAML's own constructor, with its place
+        if first is not key_node:
+            return key, first, key_node
+    return None
 
 
 def libyaml_reads_as_pyyaml(text: str) -> bool:
@@ -141,6 +174,19 @@ def _careful_load(text: str, path: Path) -> Any:
                         hint="write the values out; manifests do not need anchors",
                     )
             return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            duplicate = _first_duplicate_key(self, node)
+            if duplicate is not None:
+                key, first, again = duplicate
+                raise PackagingError(
+                    "yaml-duplicate-key",
+                    f"line {again.start_mark.line + 1}, column {again.start_mark.column + 1}: the "
+                    f"key {key!r} appears twice (first at line {first.start_mark.line + 1})",
+                    path,
+                    hint="keep one of them: StreamKit's YAML parser refuses duplicate keys",
+                )
+            return super().construct_mapping(node, deep)
 
         def construct_object(self, node: Any, deep: bool = False) -> Any:
             # A value that matches a tag's pattern but is no such value (the date 2024-13-01,

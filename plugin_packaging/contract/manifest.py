@@ -52,6 +52,27 @@ SERVER_SCHEMA: dict[str, str] = {
 SERVER_KEYS = tuple(SERVER_SCHEMA)
 #: Top-level keys whose value the server parses as a string.
 STRING_KEYS = tuple(key for key, holds in SERVER_SCHEMA.items() if holds == "string")
+#: Keys of a source plugin.yml that only StreamKit's build and release tooling reads.
+SOURCE_ONLY_KEYS = ("artifact", "accelerators", "extra_files", "repo")
+#: `artifact_<accelerator>`: the library of an accelerator variant (`artifact_cuda`).
+ACCELERATOR_ARTIFACT_PREFIX = "artifact_"
+#: Every key a source plugin.yml may hold.
+SOURCE_KEYS = (*SERVER_KEYS, *SOURCE_ONLY_KEYS)
+
+
+def unknown_source_keys(data: Mapping[str, Any]) -> list[str]:
+    """Keys of a source manifest that neither the server nor StreamKit's tooling knows: a typo
+    (`descripton:`) would otherwise vanish from the installed manifest without a word."""
+    return [
+        key
+        for key in data
+        if not (
+            key in SOURCE_KEYS
+            or (isinstance(key, str) and key.startswith(ACCELERATOR_ARTIFACT_PREFIX))
+        )
+    ]
+
+
 #: What the server's `PluginManifest` parse cannot do without (also a registry manifest's), and
 #: how to add each.
 _REQUIRED_FIXES = {

@@ -139,7 +139,7 @@ def list_plugins(settings: Settings) -> PluginList:
                 node_kind=_text(source.data.get("node_kind")),
                 version=action.version or _declared_version(settings, source),
                 source=source.origin,
-                artifact=str(artifact_path(source, settings.platform)),
+                artifact=str(artifact_path(source, settings.platform, settings.profile)),
                 installed=installed,
                 library=action.library if installed is not None else None,
                 detail=detail,

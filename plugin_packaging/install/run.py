@@ -157,6 +157,9 @@ def install_plugins(
     adopting: frozenset[str] | Literal["all"] = adopt if adopt == "all" else frozenset(adopt)
     if dry_run:
         return _placed(_run(settings, only, True, require_all, force, adopting))
+    if only:
+        # A mistyped id is a usage error: found before the lock creates the plugin directory.
+        select_sources(scan_sources(settings), only)
     from plugin_packaging._fs.lock import DirectoryLock
     from plugin_packaging.output import tell_on_stderr
 
@@ -297,7 +300,11 @@ def _quick_plan(
 ) -> PluginAction | _Work:
     """Settle a plugin from signatures alone (not built, up to date) or hand it on as work."""
     artifact = locate_artifact(
-        settings.root, source, settings.platform, settings.allowed_source_dirs
+        settings.root,
+        source,
+        settings.platform,
+        settings.allowed_source_dirs,
+        profile=settings.profile,
     )
     if not artifact.exists:
         return _not_built(settings, source, artifact, required)

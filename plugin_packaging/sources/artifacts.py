@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from plugin_packaging.contract import library_file_name, library_stem
 from plugin_packaging.errors import PackagingError
+from plugin_packaging.settings import PROFILES, Profile
 from plugin_packaging.sources.scan import PluginSource
 from plugin_packaging.target import Platform
 
@@ -85,10 +86,13 @@ class Artifact:
         return None
 
 
-def artifact_path(source: PluginSource, platform: Platform) -> PurePosixPath:
-    """The source's `artifact`, renamed to `platform`'s naming of the same cargo library."""
+def artifact_path(
+    source: PluginSource, platform: Platform, profile: Profile = "release"
+) -> PurePosixPath:
+    """The source's `artifact`, renamed to `platform`'s naming of the same cargo library, in
+    `profile`'s directory (see `with_profile`)."""
     stem = library_stem(source.artifact.name)
-    return source.artifact.with_name(library_file_name(stem, platform))
+    return with_profile(source.artifact.with_name(library_file_name(stem, platform)), profile)
 
 
 def outside_checkout(path: Path, root: Path, allowed: Sequence[Path] = ()) -> Path | None:
@@ -102,12 +106,33 @@ def outside_checkout(path: Path, root: Path, allowed: Sequence[Path] = ()) -> Pa
     return real
 
 
+def with_profile(path: PurePosixPath, profile: Profile) -> PurePosixPath:
+    """`path` with its cargo profile directory (the last `release/` or `debug/`) set to `profile`.
+
+    Artifacts are declared as release builds (`target/plugins/release/libwhisper.so`); a debug
+    build of the same crate is beside it under `debug/`. A path without a profile directory (a
+    library built by make) is the same for both profiles.
+    """
+    parts = list(path.parts)
+    for index in range(len(parts) - 2, -1, -1):
+        if parts[index] in PROFILES:
+            parts[index] = profile
+            return PurePosixPath(*parts)
+    return path
+
+
 def locate_artifact(
-    root: Path, source: PluginSource, platform: Platform, allowed: Sequence[Path] = ()
+    root: Path,
+    source: PluginSource,
+    platform: Platform,
+    allowed: Sequence[Path] = (),
+    *,
+    profile: Profile = "release",
 ) -> Artifact:
     """Look the library up on disk; a directory or a FIFO with the right name does not count,
-    nor a file that resolves outside the checkout and the `allowed` directories."""
-    declared = artifact_path(source, platform)
+    nor a file that resolves outside the checkout and the `allowed` directories. `profile` picks
+    the release build (as declared) or its debug twin (see `with_profile`)."""
+    declared = artifact_path(source, platform, profile)
     path = root / declared
     outside = outside_checkout(path, root, allowed)
     if outside is not None and os.path.lexists(path):

@@ -34,12 +34,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TextIO
 
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.settings import Settings
-from plugin_packaging.sources.artifacts import artifact_path
+from plugin_packaging.settings import PROFILES, Profile, Settings
+from plugin_packaging.sources.artifacts import artifact_path, with_profile
 from plugin_packaging.sources.scan import PluginSource, SourceScan, scan_sources, select_sources
 
-Profile = Literal["release", "debug"]
-PROFILES: tuple[Profile, ...] = ("release", "debug")
 Recipe = Literal["cargo", "make", "command"]
 BuildStatus = Literal["built", "failed", "planned"]
 
@@ -317,17 +315,13 @@ def _cargo_step(
         if crate is not None and accelerator in crate.features:
             argv += ["--features", accelerator]
     argv += settings.cargo_args
-    # The profile component is replaced only for the output check: `--debug` builds the debug
-    # profile, while installing keeps using the artifact paths as declared.
-    output_parts = list(declared.parts)
-    output_parts[len(target.parts)] = profile
     return BuildStep(
         plugin_id=source.id,
         recipe="cargo",
         command=tuple(argv),
         cwd=source.crate_dir,
         env={"CARGO_TARGET_DIR": str(settings.root / target)},
-        output=settings.root / PurePosixPath(*output_parts),
+        output=settings.root / with_profile(declared, profile),
         origin=_shown(settings.root, str(manifest)),
     )
 

@@ -22,7 +22,8 @@ from plugin_packaging.contract import (
     path_component_problem,
     relative_path_problem,
 )
-from plugin_packaging.errors import PackagingError, display_path
+from plugin_packaging.contract.manifest import SOURCE_KEYS, unknown_source_keys
+from plugin_packaging.errors import PackagingError, did_you_mean, display_path
 from plugin_packaging.settings import Settings
 
 #: File names of source manifests, best first; `marketplace.yml` is the deprecated one.
@@ -284,6 +285,15 @@ def scan_sources(settings: Settings, cache: dict[str, Any] | None = None) -> Sou
                     hint="rename it to plugin.yml and add a `version` key",
                 )
             )
+        for key in unknown_source_keys(data):
+            warnings.append(
+                PackagingError(
+                    "source-unknown-key",
+                    f"has the key {key!r}, which neither StreamKit's server nor its tooling reads",
+                    path,
+                    hint=did_you_mean(str(key), SOURCE_KEYS) or "remove it, or check its spelling",
+                )
+            )
         if source.id != path.parent.name:
             warnings.append(
                 PackagingError(
@@ -328,7 +338,8 @@ def select_sources(scan: SourceScan, only: Sequence[str]) -> list[PluginSource]:
         raise PackagingError(
             "unknown-plugin",
             f"no plugin source with id {', '.join(map(repr, unknown))}",
-            hint="known ids: "
+            hint=did_you_mean(unknown[0], known)
+            or "known ids: "
             + (", ".join(sorted(known)) or "none (is --root a StreamKit checkout?)"),
         )
     return [known[plugin_id] for plugin_id in dict.fromkeys(only)]

@@ -6,12 +6,13 @@ findings fail the check, 2 for usage and tool errors (a missing directory, a bad
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
+from plugin_packaging.errors import PackagingError, did_you_mean
 from plugin_packaging.tasks.common import (
     COMMON_HELP,
     JUDGING_HELP,
@@ -23,6 +24,7 @@ from plugin_packaging.tasks.common import (
     source_manifests,
     user_errors,
 )
+from plugin_packaging.tasks.options import plugin_task
 
 if TYPE_CHECKING:
     from plugin_packaging.check.run import CheckReport
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from plugin_packaging.target import Target
 
 
-@task(
+@plugin_task(
     help={
         "root": COMMON_HELP["root"] + "; also the server's working directory, against which "
         "active records' entrypoints resolve",
@@ -43,7 +45,10 @@ if TYPE_CHECKING:
         "probe_timeout": "seconds each probed library may take (default 5)",
         "list_rules": "print every rule code with its severity (after settings) and exit",
         "color": COMMON_HELP["color"],
+        "only": "check these installed plugins only (their directory names under native/); the "
+        "load plan still covers the whole directory",
     },
+    iterable=["only"],
 )
 @user_errors
 def check_plugins_native(
@@ -58,13 +63,13 @@ def check_plugins_native(
     probe_timeout: float = 5.0,
     list_rules: bool = False,
     color: str = "auto",
+    only: list[str] | None = None,
 ) -> None:
     """Check <plugins-dir> against the server's loader rules and print the load plan.
 
     Rules can be re-graded or ignored per code in invoke.yaml: `plugins.rules: {CODE: warning}`.
     """
     from plugin_packaging.check.report import FORMATS, render
-    from plugin_packaging.errors import PackagingError
     from plugin_packaging.target import Target
 
     output_format = checked_format(format, FORMATS)
@@ -75,7 +80,12 @@ def check_plugins_native(
             f"--probe-timeout must be positive, not {probe_timeout:g}",
             hint="give seconds, e.g. --probe-timeout 5",
         )
-    settings = settings_for(c, root, plugins_dir=plugins_dir, platform=platform)
+    # A named plugin directory, or a named server directory (--root, whose .plugins/ it
+    # checks), is all a check needs: it works outside any checkout.
+    named = plugins_dir is not None or root is not None
+    settings = settings_for(
+        c, root, need_checkout=not named, plugins_dir=plugins_dir, platform=platform
+    )
     if list_rules:
         from plugin_packaging.check.report import render_rules
         from plugin_packaging.rules.table import validate_overrides
@@ -83,7 +93,9 @@ def check_plugins_native(
         print(render_rules(validate_overrides(settings.rules)))
         return
     target = Target.of(settings.platform, arch)
-    report = run_check(settings, target=target, probe=probe, probe_timeout=probe_timeout)
+    report = run_check(
+        settings, target=target, probe=probe, probe_timeout=probe_timeout, only=only or None
+    )
     if output_format == "text":
         emit(render(report, "text", strict=strict), colour)
     else:
@@ -99,19 +111,36 @@ def check_plugins_native(
 
 
 def run_check(
-    settings: Settings, *, target: Target, probe: bool = False, probe_timeout: float = 5.0
+    settings: Settings,
+    *,
+    target: Target,
+    probe: bool = False,
+    probe_timeout: float = 5.0,
+    only: Sequence[str] | None = None,
 ) -> CheckReport:
-    """The check behind the task, on a plugin directory from settings."""
+    """The check behind the task, on a plugin directory from settings; `only` names the
+    installed bundles whose own rules run (an unknown name is a usage error)."""
     from plugin_packaging.check.run import check_plugins_dir
 
-    return check_plugins_dir(
+    report = check_plugins_dir(
         settings.plugins_dir,
         rule_overrides=settings.rules,
+        bundles=set(only) if only else None,
         root=settings.root,
         target=target,
         probe=probe,
         probe_timeout=probe_timeout,
     )
+    unknown = [name for name in only or () if name not in report.bundles]
+    if unknown:
+        raise PackagingError(
+            "unknown-plugin",
+            f"no installed plugin {', '.join(map(repr, unknown))}",
+            settings.native_dir,
+            hint=did_you_mean(unknown[0], report.bundles)
+            or "installed: " + (", ".join(report.bundles) or "none"),
+        )
+    return report
 
 
 TASKS = [check_plugins_native]

@@ -6,6 +6,7 @@ Tasks stay thin: read settings, call one plain function, print its report, pick 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -14,7 +15,15 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from plugin_packaging.errors import PackagingError
-from plugin_packaging.settings import CONFIG_NAMESPACE, Settings
+from plugin_packaging.settings import (
+    CONFIG_NAMESPACE,
+    Settings,
+    find_checkout,
+    is_checkout,
+    project_settings_file,
+    read_settings_file,
+    unknown_environment_settings,
+)
 
 #: Exit status for usage and tool errors (a missing directory, a bad setting), as ruff and
 #: lintian use it; 1 is kept for "the check found problems" / "a plugin failed".
@@ -29,7 +38,8 @@ FormatT = TypeVar("FormatT", bound=str)
 
 #: Help texts shared by tasks that take the same options.
 COMMON_HELP = {
-    "root": "the StreamKit checkout (default: the current directory); its invoke.yaml is read",
+    "root": "the StreamKit checkout (default: the nearest directory, from the current one up, "
+    "holding plugins/native/ or an invoke.yaml with a `plugins` section); its invoke.yaml is read",
     "plugins_dir": "the plugin base directory the server loads (default: <root>/.plugins)",
     "platform": "target platform for library names: linux, macos or windows (default: this host)",
     "only": "act on this plugin id only (repeatable)",
@@ -50,6 +60,8 @@ INSTALL_HELP = {
     "it is not installed and the installed copy is kept)",
     "adopt": "take over native/ID although this tool did not create it (its content is replaced)",
     "adopt_all": "take over every native/<id>/ of a plugin being installed (see --adopt)",
+    "profile": "whose builds to install: release (default: the artifact paths as declared) or "
+    "debug (their debug/ twins, as build-plugins-native --debug leaves them)",
 }
 
 #: Help texts of the options of the tasks that judge libraries against the loader's rules
@@ -61,16 +73,29 @@ JUDGING_HELP = {
 }
 
 
-def settings_for(c: Context, root: str | None = None, **flags: Any) -> Settings:
-    """Settings from invoke's config, with `<root>/invoke.yaml` loaded when --root moves away.
+def settings_for(
+    c: Context, root: str | None = None, *, need_checkout: bool = True, **flags: Any
+) -> Settings:
+    """Settings from invoke's config, with the checkout's `invoke.yaml` loaded.
+
+    The checkout is `--root` (relative to the current directory), else `plugins.root`, else
+    found by walking up from the current directory as git and cargo do. With no checkout a task
+    stops with `not-a-checkout` before it creates anything, unless it was given all it needs on
+    the command line (`need_checkout=False`): then the current directory stands in for the root.
+    Path flags are relative to the current directory; paths in settings files to the root.
 
     Invoke reads the project's `invoke.yaml` next to the tasks file it found; the installed
-    command has none, and `--root` may name another checkout, so its file is loaded here, at
-    invoke's project level (below `INVOKE_*` variables and flags).
+    command has none, and the checkout may be elsewhere, so its file is loaded here, at invoke's
+    project level (below `INVOKE_*` variables and flags).
     """
-    root_path = Path(
-        root if root is not None else c.config.get(CONFIG_NAMESPACE, {}).get("root", ".")
-    )
+    unknown_environment_settings(os.environ)
+    root_path = _checkout_root(c, root, need_checkout)
+    flags = {
+        key: str(Path(value).expanduser().absolute())
+        if key in PATH_FLAGS and value is not None
+        else value
+        for key, value in flags.items()
+    }
     config = c.config
     project = getattr(config, "_project_prefix", None)
     wanted = str(root_path.resolve()) + "/"
@@ -81,6 +106,8 @@ def settings_for(c: Context, root: str | None = None, **flags: Any) -> Settings:
         config.set_project_location(str(root_path.resolve()))
         try:
             config.load_project()
+        except PackagingError:
+            raise  # plugin-packaging's own reader (cli.py) already named the file
         except AmbiguousMergeError as exc:
             raise PackagingError(
                 "bad-setting",
@@ -101,9 +128,53 @@ def settings_for(c: Context, root: str | None = None, **flags: Any) -> Settings:
     return Settings.from_config(namespace, root=str(root_path), **flags)
 
 
-#: The project files invoke reads at a root, in its order; it takes the first that exists.
-#: (An invoke.py is Python code that invoke runs: there is nothing to check in it beforehand.)
-PROJECT_FILES = ("invoke.yaml", "invoke.yml", "invoke.json")
+#: Task flags that name files or directories: relative to the current directory, as a shell user
+#: expects, while the same settings in invoke.yaml are relative to the root.
+PATH_FLAGS = frozenset(
+    {"plugins_dir", "dist_dir", "existing_registry", "signing_key", "public_key", "template"}
+)
+
+
+def _checkout_root(c: Context, root: str | None, need_checkout: bool) -> Path:
+    """The checkout a task works on (see `settings_for`)."""
+    if root is None:
+        configured = (c.config.get(CONFIG_NAMESPACE, {}) or {}).get("root")
+        root = str(configured) if configured else None
+    if root is not None:
+        path = Path(root).expanduser().absolute()
+        if not path.is_dir():
+            raise PackagingError(
+                "root-missing",
+                "the StreamKit checkout does not exist or is not a directory",
+                path,
+                hint="pass --root DIR naming a StreamKit checkout",
+            )
+        if need_checkout and not is_checkout(path):
+            raise _not_a_checkout(
+                path,
+                ": it holds neither plugins/native/ nor an invoke.yaml with a `plugins` section",
+            )
+        return path
+    here = Path.cwd()
+    found = find_checkout(here)
+    if found is not None:
+        return found
+    if need_checkout:
+        raise _not_a_checkout(
+            here,
+            ", nor is any directory above it (none holds plugins/native/ or an invoke.yaml "
+            "with a `plugins` section)",
+        )
+    return here
+
+
+def _not_a_checkout(path: Path, why: str) -> PackagingError:
+    return PackagingError(
+        "not-a-checkout",
+        f"not a StreamKit checkout{why}",
+        path,
+        hint="run inside a StreamKit checkout, or pass --root DIR",
+    )
 
 
 def _checked_project_file(root: Path) -> Path | None:
@@ -112,42 +183,12 @@ def _checked_project_file(root: Path) -> Path | None:
     Invoke reads it with a plain `yaml.safe_load`/`json.load` and then merges and copies the
     result: a billion-laughs alias bomb, a 50 MiB file, a FIFO or absurd nesting would cost
     unbounded time or memory there, and a syntax error would surface as a traceback. Reading it
-    first through `yamlio` turns each of those into one message naming the file.
+    first through `read_settings_file` turns each of those into one message naming the file.
     """
-    import os
-
-    for name in PROJECT_FILES:
-        path = root / name
-        try:
-            os.stat(path)
-        except FileNotFoundError:
-            continue  # invoke skips a missing (or dangling) file too
-        except OSError:
-            pass  # a symlink loop, no permission: read_text below says which
-        from plugin_packaging._fs.yamlio import load_json, load_yaml, read_text
-
-        text = read_text(path)
-        if name.endswith(".json"):
-            data = load_json(text, path, code="bad-setting", what="a settings file")
-        else:
-            data = load_yaml(text, path)
-        if data is not None and not isinstance(data, dict):
-            raise PackagingError(
-                "bad-setting",
-                f"must be a mapping of settings, not a {type(data).__name__}",
-                path,
-                hint=f"put the settings under `{CONFIG_NAMESPACE}:`",
-            )
-        section = (data or {}).get(CONFIG_NAMESPACE)
-        if section is not None and not isinstance(section, dict):
-            raise PackagingError(
-                "bad-setting",
-                f"`{CONFIG_NAMESPACE}` must be a mapping of settings, not a {type(section).__name__}",
-                path,
-                hint=f"e.g. `{CONFIG_NAMESPACE}: {{plugins_dir: .plugins}}`",
-            )
-        return path
-    return None
+    path = project_settings_file(root)
+    if path is not None:
+        read_settings_file(path)
+    return path
 
 
 def _shortened(exc: BaseException, limit: int = 300) -> str:

@@ -7,12 +7,10 @@ Thin, like every task here: settings in, one plain function from `build.py`, `li
 
 from __future__ import annotations
 
-from typing import Literal
-
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
+from plugin_packaging.settings import Profile
 from plugin_packaging.tasks.common import (
     COMMON_HELP,
     EXIT_USAGE,
@@ -28,6 +26,7 @@ from plugin_packaging.tasks.common import (
     settings_for,
     user_errors,
 )
+from plugin_packaging.tasks.options import plugin_task
 
 #: What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
@@ -35,8 +34,8 @@ EXIT_INTERRUPTED = 130
 _BUILD_HELP = {
     "only": "a plugin id to build (repeat for several: --only a --only b); default: every plugin",
     "release": "build cargo's release profile (the default; what the artifact paths name)",
-    "debug": "build cargo's debug profile instead (build only: installing uses the declared "
-    "release artifacts)",
+    "debug": "build cargo's debug profile instead (install it with copy-plugins-native "
+    "--profile debug)",
     "jobs": "passed to cargo and make as -j N (default: their own, one per CPU)",
     "dry_run": "print the build command of each plugin and run nothing",
     "accelerator": "build the NAME variants (e.g. cuda, a release's CUDA pass): only plugins that "
@@ -47,7 +46,7 @@ _BUILD_HELP = {
 }
 
 
-@task(
+@plugin_task(
     iterable=["only"],
     help={
         "root": COMMON_HELP["root"],
@@ -89,7 +88,7 @@ def build_plugins_native(
     output_format = checked_format(format, FORMATS)
     colour = checked_color(color)
     settings = settings_for(c, root)
-    profile = _profile(release, debug)
+    profile = _profile(release, debug, settings.profile)
     # With JSON on stdout, the tools' own output goes to stderr, where the log keeps it.
     tool_output = sys.stderr if output_format == "json" else sys.stdout
     report = build_plugins(
@@ -115,7 +114,7 @@ def build_plugins_native(
         raise Exit(code=1)
 
 
-@task(
+@plugin_task(
     iterable=["only", "adopt"],
     help={
         "root": COMMON_HELP["root"],
@@ -146,8 +145,9 @@ def install_plugins_native(
     format: str = "text",
     color: str = "auto",
     verbose: bool = False,
+    profile: str | None = None,
 ) -> None:
-    """Build native plugins (release), then install them as copy-plugins-native does.
+    """Build native plugins, then install them as copy-plugins-native does.
 
     A plugin whose build fails is not installed (its library on disk is from an older build)
     and its installed copy is kept; the others are installed. Exit status 1 when anything failed.
@@ -173,12 +173,14 @@ def install_plugins_native(
         require_all=require_all or None,
         prune=prune or None,
         check=False if no_check else None,
+        profile=profile,
     )
     selected = tuple(only or ())
     tool_output = sys.stderr if output_format == "json" else sys.stdout
     built = build_plugins(
         settings,
         only=selected,
+        profile=settings.profile,
         jobs=jobs or None,
         dry_run=dry_run,
         out=tool_output,
@@ -217,7 +219,7 @@ def install_plugins_native(
         raise Exit(code=1)
 
 
-@task(
+@plugin_task(
     help={
         "root": COMMON_HELP["root"],
         "plugins_dir": COMMON_HELP["plugins_dir"],
@@ -255,7 +257,7 @@ def list_plugins_native(
         raise Exit(code=1)
 
 
-@task(
+@plugin_task(
     help={
         "root": COMMON_HELP["root"],
         "plugins_dir": COMMON_HELP["plugins_dir"],
@@ -299,10 +301,11 @@ def migrate_plugins_native(
         raise Exit(code=1)
 
 
-def _profile(release: bool, debug: bool) -> Literal["release", "debug"]:
+def _profile(release: bool, debug: bool, configured: Profile) -> Profile:
+    """--release or --debug, else the `plugins.profile` setting."""
     if release and debug:
         raise Exit("error[bad-profile]: give --release or --debug, not both", EXIT_USAGE)
-    return "debug" if debug else "release"
+    return "debug" if debug else "release" if release else configured
 
 
 TASKS = [build_plugins_native, install_plugins_native, list_plugins_native, migrate_plugins_native]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from plugin_packaging.tasks.common import (
     COMMON_HELP,
@@ -15,9 +14,10 @@ from plugin_packaging.tasks.common import (
     settings_for,
     user_errors,
 )
+from plugin_packaging.tasks.options import plugin_task
 
 
-@task(
+@plugin_task(
     iterable=["only", "adopt"],
     help={
         **COMMON_HELP,
@@ -43,6 +43,7 @@ def copy_plugins_native(
     format: str = "text",
     color: str = "auto",
     verbose: bool = False,
+    profile: str | None = None,
 ) -> None:
     """Install built native plugins into <plugins-dir>/native/<id>/ with a generated plugin.yml.
 
@@ -62,6 +63,7 @@ def copy_plugins_native(
         require_all=require_all or None,
         prune=prune or None,
         check=False if no_check else None,
+        profile=profile,
     )
     adopting = "all" if adopt_all else (adopt or ())
     if install_and_print(

@@ -7,10 +7,13 @@ last), one plain function from `package.py` or `verify.py`, its report out, an e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from plugin_packaging.errors import PackagingError
 from plugin_packaging.tasks.common import (
     COMMON_HELP,
     JUDGING_HELP,
@@ -23,11 +26,12 @@ from plugin_packaging.tasks.common import (
     settings_for,
     user_errors,
 )
+from plugin_packaging.tasks.options import plugin_task
 
-_PATHS = " (relative paths are taken from --root)"
+_PATHS = " (relative to the current directory)"
 
 
-@task(
+@plugin_task(
     iterable=["only", "accelerator"],
     help={
         "root": COMMON_HELP["root"],
@@ -121,6 +125,13 @@ def package_plugins_native(
         allow_missing=allow_missing or None,
         vendor=False if no_vendor else None,
     )
+    if settings.profile != "release":
+        raise PackagingError(
+            "release-needs-release-build",
+            f"release bundles are made of release builds, but plugins.profile is {settings.profile}",
+            hint="unset plugins.profile (INVOKE_PLUGINS_PROFILE) for packaging; debug builds are "
+            "for local installs (copy-plugins-native --profile debug)",
+        )
     from plugin_packaging.output import tell_on_stderr
 
     report = package_plugins(settings, only=only or (), dry_run=dry_run, progress=tell_on_stderr)
@@ -135,7 +146,7 @@ def package_plugins_native(
         raise Exit(code=1)
 
 
-@task(
+@plugin_task(
     help={
         "root": COMMON_HELP["root"],
         "bundles": "directory of bundle archives to check (default: <plugins.dist_dir>/bundles)"
@@ -177,11 +188,16 @@ def verify_plugin_bundles(
 
     output_format = checked_format(format, FORMATS)
     colour = checked_color(color)
-    settings = settings_for(c, root, platform=platform, public_key=public_key)
+    # Named bundles (--bundles, or --root whose dist/bundles it reads) are all a verification
+    # needs: it works outside any checkout.
+    named = bundles is not None or root is not None
+    settings = settings_for(
+        c, root, need_checkout=not named, platform=platform, public_key=public_key
+    )
     assert settings.dist_dir is not None
     report = verify_bundles(
-        settings.root / bundles if bundles else settings.dist_dir / "bundles",
-        registry_dir=settings.root / registry if registry else None,
+        Path(bundles).absolute() if bundles else settings.dist_dir / "bundles",
+        registry_dir=Path(registry).absolute() if registry else None,
         public_key=settings.public_key,
         rule_overrides=settings.rules,
         target=Target.of(settings.platform, arch),
