@@ -81,8 +81,8 @@ def check_plugins_native(
             hint="give seconds, e.g. --probe-timeout 5",
         )
     # A named plugin directory, or a named server directory (--root, whose .plugins/ it
-    # checks), is all a check needs: it works outside any checkout.
-    named = plugins_dir is not None or root is not None
+    # checks), is all a check needs: it works outside any checkout (--list-rules too).
+    named = plugins_dir is not None or root is not None or list_rules
     settings = settings_for(
         c, root, need_checkout=not named, plugins_dir=plugins_dir, platform=platform
     )
