@@ -107,6 +107,7 @@ OPTIONS: dict[str, Option] = {
     "verbose": Option(short="v"),
     "out": Option(placeholder="DIR"),
     "bundles": Option(placeholder="DIR"),
+    "input": Option(placeholder="DIR"),
     "registry": Option(placeholder="DIR"),
     "existing_registry": Option(placeholder="DIR"),
     "signing_key": Option(placeholder="FILE"),

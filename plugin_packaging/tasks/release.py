@@ -215,7 +215,7 @@ def verify_plugin_bundles(
         raise Exit(code=1)
 
 
-@task(
+@plugin_task(
     iterable=["only"],
     help={
         "root": COMMON_HELP["root"],
@@ -251,7 +251,7 @@ def check_registry_versions(
         raise Exit(code=1)
 
 
-@task(
+@plugin_task(
     iterable=["input"],
     help={
         "root": COMMON_HELP["root"],
@@ -303,7 +303,7 @@ def merge_plugin_registries(
         registry_base_url=registry_base_url,
         published_at=published_at,
     )
-    report = merge_registries(settings, [settings.root / path for path in input or ()])
+    report = merge_registries(settings, [Path(path).absolute() for path in input or ()])
     print(render_merge(report))
     if report.failed:
         raise Exit(code=1)
