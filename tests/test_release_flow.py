@@ -42,6 +42,7 @@ def package(root: Path, *args: str) -> tuple[int, str]:
         "--bundle-url-template",
         TEMPLATE,
         *args,
+        cwd=root,
     )
 
 

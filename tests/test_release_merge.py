@@ -41,6 +41,7 @@ def package(root: Path, *args: str, date: str = LATER) -> tuple[int, str]:
         "--registry-base-url",
         REGISTRY_URL,
         *args,
+        cwd=root,
     )
 
 
@@ -54,6 +55,7 @@ def merge(root: Path, *args: str) -> tuple[int, str]:
         "--published-at",
         LATER,
         *args,
+        cwd=root,
     )
 
 

@@ -134,8 +134,9 @@ def tree(tmp_path: Path, stand_ins: dict[str, Path]) -> Path:
 
 
 def package(root: Path, *args: str) -> tuple[int, str]:
+    # From the root, as a person runs it: relative paths on the command line are taken from there.
     return run_in_process(
-        "package-plugins-native", "--root", str(root), "--published-at", DATE, *args
+        "package-plugins-native", "--root", str(root), "--published-at", DATE, *args, cwd=root
     )
 
 
@@ -145,9 +146,9 @@ def verify(root: Path, *args: str) -> tuple[int, str]:
         "--root",
         str(root),
         "--bundles",
-        "dist/bundles",
+        str(root / "dist/bundles"),
         "--registry",
-        "dist/registry",
+        str(root / "dist/registry"),
         *args,
     )
 

@@ -293,9 +293,11 @@ def merge_plugin_registries(
     from plugin_packaging.release.merge import merge_registries
     from plugin_packaging.release.report import render_merge
 
+    # The passes' outputs are all a merge reads: it works outside a checkout when they are named.
     settings = settings_for(
         c,
         root,
+        need_checkout=not (input or root),
         dist_dir=out,
         signing_key=signing_key,
         signing_password_env=password_env,
