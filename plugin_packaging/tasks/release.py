@@ -11,7 +11,6 @@ from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.tasks.common import (
