@@ -104,6 +104,7 @@ OPTIONS: dict[str, Option] = {
     "probe_timeout": Option(placeholder="SECONDS", parse=seconds(3600)),
     "profile": Option(placeholder="|".join(PROFILES), parse=one_of(PROFILES)),
     "format": Option(short="f", placeholder="FORMAT"),
+    "color": Option(placeholder="auto|always|never"),
     "verbose": Option(short="v"),
     "out": Option(placeholder="DIR"),
     "bundles": Option(placeholder="DIR"),
