@@ -532,7 +532,7 @@ def test_github_format_annotates_each_finding(tmp_path: Path, native_libs: Nativ
         (["--bundles", ".", "--format", "xml"], "unknown --format 'xml'"),
         (["--bundles", ".", "--registry", "nowhere"], "the published registry does not exist"),
         (["--bundles", ".", "--public-key", "nokey.pub"], "the minisign public key does not exist"),
-        (["--bundles", ".", "--public-key", "."], "cannot read the public key"),
+        (["--bundles", ".", "--public-key", "."], "the minisign public key is a directory"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

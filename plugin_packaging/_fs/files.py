@@ -1,11 +1,20 @@
 """Reading and writing single files in trees that other people and programs share with us.
 
 Every file this tool reads lies in a tree others write to: a manifest, an active record, the
-state file, an installed library. A named pipe there would block a plain `open()` until some
-writer came (forever, in practice), a device such as /dev/zero never ends, and a directory is no
-text. `open_regular_file` is the one way to open such a file for reading: it opens without
-waiting and then checks what it opened (the descriptor, not the path, so nothing can be swapped
-in between).
+state file, an installed library, a bundle, a key, a signature, SHA256SUMS. A named pipe there
+would block a plain `open()` until some writer came (forever, in practice), a device such as
+/dev/zero never ends, a directory is no text, and a sparse file can claim 256 GiB while costing
+nothing on disk. So every input the tool does not own is opened here, and only here:
+
+- `open_regular_file` opens without waiting (O_NONBLOCK) and then checks what it opened (the
+  descriptor, not the path, so nothing can be swapped in between): a regular file, or a symlink
+  to one, else `NotRegularFile`;
+- `open_input(path, kind)` adds the size cap of that kind of input (`InputKind`, one table
+  below), checked on the descriptor before a byte is read (`InputTooLarge`);
+- `read_input(path, kind)` reads such a file whole, never more than its cap even if it grows;
+- `input_problem(error)` says in a few words what went wrong, for the caller's coded error.
+
+Both error types are `OSError`s, so code that reports `OSError`s reports them too.
 
 Every small file this tool writes (checksums, signatures, its own state) goes through
 `write_atomically`: readers see the old file or the new one, never half of one, and a failed
@@ -18,6 +27,7 @@ import errno
 import os
 import stat
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -64,6 +74,96 @@ def open_regular_file(path: Path | str) -> BinaryIO:
     except BaseException:
         os.close(descriptor)
         raise
+
+
+@dataclass(frozen=True)
+class InputKind:
+    """One kind of input file and the most bytes one may hold (beyond that it is not one)."""
+
+    #: What it is, for messages: "a plugin manifest".
+    what: str
+    limit: int
+
+
+_KIB, _MIB, _GIB = 1 << 10, 1 << 20, 1 << 30
+
+#: A plugin.yml, manifest.json, Cargo.toml or template: a few KiB; a megabyte is already absurd.
+MANIFEST = InputKind("a plugin manifest", 1 * _MIB)
+#: A settings file invoke would load (invoke.yaml, ~/.invoke.yaml, -f FILE).
+INVOKE_CONFIG = InputKind("a settings file", 1 * _MIB)
+#: An active record (active/*.json): a handful of keys.
+ACTIVE_RECORD = InputKind("an active plugin record", 1 * _MIB)
+#: A registry document (manifest.json of a release, index.json of a registry).
+REGISTRY_DOCUMENT = InputKind("a registry document", 16 * _MIB)
+#: This tool's own record of what it installed; one entry per plugin.
+STATE = InputKind("the install state", 16 * _MIB)
+#: A minisign public or secret key file: two short lines.
+KEY = InputKind("a minisign key", 4 * _KIB)
+#: A minisign signature: four short lines (the trusted comment is at most 8 KiB).
+SIGNATURE = InputKind("a minisign signature", 16 * _KIB)
+#: A SHA256SUMS list: one 70-odd byte line per release file.
+CHECKSUMS = InputKind("a SHA256SUMS list", 16 * _MIB)
+#: A compressed bundle archive; the unpacked size has its own, configurable cap.
+ARCHIVE = InputKind("a bundle archive", 4 * _GIB)
+#: A plugin library (or a dependency of one); the biggest real ones (CUDA) are a few hundred MiB.
+LIBRARY = InputKind("a plugin library", 2 * _GIB)
+
+
+class InputTooLarge(OSError):
+    """A regular file bigger than any real file of its kind: refused before it is read."""
+
+    def __init__(self, path: Path | str, size: int, kind: InputKind) -> None:
+        message = f"is {_size_text(size)}, more than {kind.what} can be ({_size_text(kind.limit)})"
+        super().__init__(errno.EFBIG, message)
+        self.strerror = message
+        self.filename = os.fspath(path)
+        self.size = size
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def open_input(path: Path | str, kind: InputKind) -> BinaryIO:
+    """`open_regular_file`, refusing a file bigger than `kind.limit` before reading anything."""
+    handle = open_regular_file(path)
+    try:
+        size = os.fstat(handle.fileno()).st_size
+        if size > kind.limit:
+            raise InputTooLarge(path, size, kind)
+        return handle
+    except BaseException:
+        handle.close()
+        raise
+
+
+def read_input(path: Path | str, kind: InputKind) -> bytes:
+    """The whole of a regular file of at most `kind.limit` bytes (see `open_input`)."""
+    with open_input(path, kind) as handle:
+        data = handle.read(kind.limit + 1)
+    if len(data) > kind.limit:  # it grew after the check
+        raise InputTooLarge(path, len(data), kind)
+    return data
+
+
+def input_problem(error: OSError) -> str:
+    """What went wrong opening or reading an input, in words that fit after its path."""
+    if isinstance(error, (NotRegularFile, InputTooLarge)):
+        return str(error)
+    if isinstance(error, FileNotFoundError):
+        return "does not exist"
+    if isinstance(error, PermissionError):
+        return "cannot be read (permission denied)"
+    if error.errno == errno.ELOOP:
+        return "is a symbolic link loop"
+    return f"cannot be read ({error.strerror or error})"
+
+
+def _size_text(size: int) -> str:
+    for unit, scale in (("GiB", _GIB), ("MiB", _MIB), ("KiB", _KIB)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
 
 
 def file_kind(mode: int) -> str:

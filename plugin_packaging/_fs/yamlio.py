@@ -11,24 +11,30 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from plugin_packaging._fs.files import NotRegularFile, open_regular_file
+from plugin_packaging._fs.files import (
+    MANIFEST,
+    InputKind,
+    InputTooLarge,
+    NotRegularFile,
+    input_problem,
+    read_input,
+)
 from plugin_packaging.errors import PackagingError
 
-#: A manifest is a few KiB; a megabyte is already absurd.
-MAX_MANIFEST_BYTES = 1024 * 1024
+#: A manifest is a few KiB; a megabyte is already absurd (`files.MANIFEST`).
+MAX_MANIFEST_BYTES = MANIFEST.limit
 #: Manifests need no anchors at all; a handful is tolerated, a bomb is not.
 MAX_ALIASES = 64
 
 
-def read_text(path: Path, *, limit: int = MAX_MANIFEST_BYTES) -> str:
+def read_text(path: Path, *, kind: InputKind = MANIFEST) -> str:
     """Read a small UTF-8 text file, refusing huge, unreadable or binary files clearly.
 
-    Only a regular file (or a symlink to one) is read: a named pipe would block the open until
-    a writer came, and a device such as /dev/zero would never end.
+    Only a regular file (or a symlink to one) of at most `kind.limit` bytes is read: a named pipe
+    would block the open until a writer came, and a device such as /dev/zero would never end.
     """
     try:
-        with open_regular_file(path) as handle:
-            data = handle.read(limit + 1)
+        data = read_input(path, kind)
     except NotRegularFile as exc:
         if exc.is_directory:
             raise PackagingError(
@@ -36,6 +42,12 @@ def read_text(path: Path, *, limit: int = MAX_MANIFEST_BYTES) -> str:
             ) from None
         raise PackagingError(
             "not-a-file", str(exc), path, hint="replace it with the text file it should be"
+        ) from None
+    except InputTooLarge as exc:
+        raise PackagingError(
+            "manifest-too-large" if kind is MANIFEST else "file-too-large",
+            str(exc) + ("; a plugin manifest is a few lines of YAML" if kind is MANIFEST else ""),
+            path,
         ) from None
     except PermissionError:
         raise PackagingError(
@@ -45,15 +57,7 @@ def read_text(path: Path, *, limit: int = MAX_MANIFEST_BYTES) -> str:
             hint="check the file's permissions",
         ) from None
     except OSError as exc:
-        raise PackagingError(
-            "unreadable", f"cannot be read ({exc.strerror or exc})", path
-        ) from None
-    if len(data) > limit:
-        raise PackagingError(
-            "manifest-too-large",
-            f"is larger than {limit // 1024} KiB; a plugin manifest is a few lines of YAML",
-            path,
-        )
+        raise PackagingError("unreadable", input_problem(exc), path) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -150,10 +154,50 @@ def load_yaml(text: str, path: Path) -> Any:
         import yaml
 
         try:
-            return yaml.load(text, Loader=fast)  # CSafeLoader: the safe loader, in C
+            data = yaml.load(text, Loader=fast)  # CSafeLoader: the safe loader, in C
         except Exception:
             pass
-    return _careful_load(text, path)
+        else:
+            return refuse_deep(data, path, code="manifest-too-deep", what="a manifest")
+    return refuse_deep(_careful_load(text, path), path, code="manifest-too-deep", what="a manifest")
+
+
+#: Lists and mappings nested deeper than this are refused as soon as a document is parsed. The
+#: server's parsers (serde_json, serde_yaml) stop at 128 levels; and a value nested ~990 deep
+#: that Python's parser just managed to build would make every later recursive walk (rendering,
+#: hashing, copying) fail with a RecursionError.
+MAX_NESTING = 128
+
+
+def refuse_deep(data: Any, path: Path, *, code: str, what: str, hint: str | None = None) -> Any:
+    """`data`, unless it nests lists and mappings deeper than `MAX_NESTING` (then an error).
+
+    Iterative, and bounded even for the shared and self-referencing values YAML anchors build:
+    a value is walked again only when reached at a greater depth, and never beyond the limit.
+    """
+    deepest: dict[int, int] = {}
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_NESTING:
+            raise PackagingError(
+                code,
+                f"nests lists and mappings more than {MAX_NESTING} levels deep; no real "
+                f"{what.removeprefix('a ').removeprefix('an ')} does",
+                path,
+                hint=hint,
+            )
+        if deepest.get(id(value), 0) >= depth:
+            continue
+        deepest[id(value)] = depth
+        pending.extend((child, depth + 1) for child in children)
+    return data
 
 
 def _careful_load(text: str, path: Path) -> Any:
@@ -195,11 +239,15 @@ def _careful_load(text: str, path: Path) -> Any:
                 return super().construct_object(node, deep)
             except (ValueError, OverflowError) as exc:
                 kind = node.tag.rsplit(":", 1)[-1]
-                shown = f"{node.value!r} " if isinstance(node, yaml.ScalarNode) else ""
+                shown = ""
+                if isinstance(node, yaml.ScalarNode):
+                    value = node.value if len(node.value) <= 60 else node.value[:57] + "..."
+                    shown = f"{value!r} "
+                problem = number_problem(exc) if isinstance(exc, ValueError) else str(exc)
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
-                    f"{shown}is not a valid {kind} ({exc}); quote it if it is text",
+                    f"{shown}is not a valid {kind} ({problem}); quote it if it is text",
                     node.start_mark,
                 ) from None
 
@@ -256,7 +304,7 @@ def load_json(text: str, path: Path, *, code: str, what: str, hint: str | None =
     import json
 
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PackagingError(
             code,
@@ -266,8 +314,21 @@ def load_json(text: str, path: Path, *, code: str, what: str, hint: str | None =
             line=exc.lineno,
             column=exc.colno,
         ) from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4300)
+        raise PackagingError(
+            code, f"is not valid JSON: {number_problem(exc)}", path, hint=hint
+        ) from None
     except RecursionError:
         raise PackagingError(code, f"nests too deeply to be {what}", path, hint=hint) from None
+    return refuse_deep(data, path, code=code, what=what, hint=hint)
+
+
+def number_problem(error: ValueError) -> str:
+    """`int()`'s complaint about a number too long to convert, in a few words."""
+    text = str(error)
+    if "Exceeds the limit" in text and "digits" in text:
+        return "a number has more digits than any real value (Python converts at most 4300)"
+    return text
 
 
 def load_yaml_file(path: Path) -> Any:

@@ -10,10 +10,10 @@ checks each size against the file first, and never reads a whole large library.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from plugin_packaging._fs.files import LIBRARY, InputTooLarge, NotRegularFile, open_input
 from plugin_packaging.binary.info import (
     CORRUPT,
     ENTRY_STATES,
@@ -81,28 +81,18 @@ def read_library(path: Path) -> LibraryInfo:
 
     path = Path(path)
     try:
-        # O_NONBLOCK: opening a named pipe called `x.so` must not wait for a writer.
-        descriptor = os.open(
-            path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-        )
+        # Never waits on a named pipe called `x.so`; refuses devices and absurd sizes.
+        stream = open_input(path, LIBRARY)
+    except NotRegularFile as error:
+        raise BinaryFormatError(UNREADABLE, f"{error} (not a library)", path) from None
+    except InputTooLarge as error:
+        raise BinaryFormatError(CORRUPT, str(error), path) from None
     except OSError as error:
         raise BinaryFormatError(
             UNREADABLE, f"cannot be opened: {error.strerror or error}", path
         ) from None
-    try:
-        status = os.fstat(descriptor)
-    except OSError as error:
-        os.close(descriptor)
-        raise BinaryFormatError(
-            UNREADABLE, f"cannot be read: {error.strerror or error}", path
-        ) from None
-    if not stat.S_ISREG(status.st_mode):
-        os.close(descriptor)
-        raise BinaryFormatError(
-            UNREADABLE, "is not a regular file (a directory, pipe or device)", path
-        )
-    with os.fdopen(descriptor, "rb") as stream:
-        size = status.st_size
+    with stream:
+        size = os.fstat(stream.fileno()).st_size
         try:
             head = stream.read(SNIFF_BYTES)
         except OSError as error:

@@ -14,6 +14,7 @@ import stat
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 
+from plugin_packaging._fs.files import open_regular_file
 from plugin_packaging.binary import (
     CORRUPT,
     NOT_A_BINARY,
@@ -194,7 +195,7 @@ def _strip_is(detail: str) -> str:
 
 def _head(path: Path) -> bytes:
     try:
-        with open(path, "rb") as handle:
+        with open_regular_file(path) as handle:  # never waits on a FIFO
             return handle.read(64)
     except OSError:
         return b""

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from plugin_packaging._fs.files import NotRegularFile, open_regular_file
+from plugin_packaging._fs.files import ACTIVE_RECORD, input_problem, read_input
+from plugin_packaging._fs.yamlio import number_problem
 from plugin_packaging.check.layout import Entry
 from plugin_packaging.contract import path_component_problem
 from plugin_packaging.rules.model import Violation
 from plugin_packaging.rules.table import blocks_load
 
-MAX_RECORD_BYTES = 1024 * 1024
 _FIELDS: tuple[tuple[str, str, bool], ...] = (
     # name, expected type, required
     ("plugin_id", "string", True),
@@ -88,14 +88,9 @@ def read_active_record(entry: Entry, plugins_dir: Path, cwd: Path) -> ActiveReco
 
     try:
         # Never a blocking open: a named pipe put here would hang the check.
-        with open_regular_file(path) as handle:
-            raw = handle.read(MAX_RECORD_BYTES + 1)
-    except NotRegularFile as exc:
-        return unparseable(f"{name} {exc}")
+        raw = read_input(path, ACTIVE_RECORD)
     except OSError as exc:
-        return unparseable(f"{name} cannot be read ({exc.strerror or exc})")
-    if len(raw) > MAX_RECORD_BYTES:
-        return unparseable(f"{name} is larger than {MAX_RECORD_BYTES // 1024} KiB")
+        return unparseable(f"{name} {input_problem(exc)}")
     try:
         parsed = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -104,6 +99,8 @@ def read_active_record(entry: Entry, plugins_dir: Path, cwd: Path) -> ActiveReco
         return unparseable(
             f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         )
+    except ValueError as exc:
+        return unparseable(f"{name} is not valid JSON: {number_problem(exc)}")
     except RecursionError:
         return unparseable(f"{name} nests too deeply")
     if not isinstance(parsed, dict):

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from plugin_packaging._fs.files import copy_new_file, open_regular_file, write_new_file
+from plugin_packaging._fs.files import (
+    LIBRARY,
+    copy_new_file,
+    open_input,
+    open_regular_file,
+    write_new_file,
+)
 from plugin_packaging._fs.swap import discard, new_bundle_dir, park, recover_staging, swap_in
 from plugin_packaging.contract import MANIFEST_NAME
 from plugin_packaging.errors import PackagingError, display_path, from_os_error
@@ -558,7 +564,7 @@ def _same_bytes(built: Path, installed: Path) -> bool:
     build-id sits in its first page, so a rebuild is usually told apart after one block)."""
     chunk = 1 << 20
     # Never wait on a named pipe put where the library was: not a regular file raises OSError.
-    with open(built, "rb") as a, open_regular_file(installed) as b:
+    with open_input(built, LIBRARY) as a, open_regular_file(installed) as b:
         while True:
             block = a.read(chunk)
             if block != b.read(chunk):

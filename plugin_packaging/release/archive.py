@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Literal, NoReturn, Protocol, cast
 
+from plugin_packaging._fs.files import ARCHIVE, InputTooLarge, input_problem, open_input
 from plugin_packaging.errors import PackagingError
 
 if TYPE_CHECKING:
@@ -198,14 +199,16 @@ def source_date_epoch(env: Mapping[str, str]) -> int:
             f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds since 1970",
             hint="set it to e.g. `$(git log -1 --format=%ct)`, or unset it",
         )
-    value = int(raw)
-    if value > _USTAR_MAX:
+    # Compared by length first: int() refuses more than 4300 digits with a ValueError.
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(_USTAR_MAX)) or int(digits) > _USTAR_MAX:
         raise PackagingError(
             "source-date-epoch-invalid",
-            f"SOURCE_DATE_EPOCH={raw} is past what a tar header can hold ({_USTAR_MAX})",
+            f"SOURCE_DATE_EPOCH={raw[:40]}{'...' if len(raw) > 40 else ''} is past what a tar "
+            f"header can hold ({_USTAR_MAX})",
             hint="set it to e.g. `$(git log -1 --format=%ct)`, or unset it",
         )
-    return value
+    return int(digits)
 
 
 def write_bundle(
@@ -477,6 +480,52 @@ def inspect_bundle(path: Path, *, max_total_bytes: int, max_members: int) -> lis
     return _read_archive(path, limits, hash_only, lambda name: None)
 
 
+#: The first bytes of each compressed format the installer picks by name.
+_MAGIC = {".zst": b"\x28\xb5\x2f\xfd", ".gz": b"\x1f\x8b"}
+#: What an archive may hold besides its members' data: a header block (plus a PAX one) each.
+_OVERHEAD_PER_MEMBER = 3 * 512
+
+
+def check_plausible(path: Path, limits: ArchiveLimits) -> int:
+    """Refuse what cannot be a bundle before anything reads it whole; return its size.
+
+    A regular file (never a FIFO or a device named like a bundle), no bigger than its members
+    could be unpacked (compression only makes it smaller), starting with the magic of the format
+    its name promises: a 256 GiB sparse file or a zero-filled one is refused here in microseconds
+    instead of being hashed or decompressed.
+    """
+    try:
+        with open_input(path, ARCHIVE) as raw:
+            size = os.fstat(raw.fileno()).st_size
+            head = raw.read(4)
+    except InputTooLarge as exc:
+        raise UnsafeArchiveError(
+            "archive-too-large", None, f"the archive {exc}", path=path
+        ) from None
+    except OSError as exc:
+        raise UnsafeArchiveError(
+            "archive-unreadable",
+            None,
+            f"the archive {input_problem(exc)}",
+            path=path,
+            hint="give the bundle file itself (a regular file)",
+        ) from None
+    most = limits.max_total_bytes + limits.max_members * _OVERHEAD_PER_MEMBER + 2 * 512
+    if size > most:
+        raise UnsafeArchiveError(
+            "archive-too-large",
+            None,
+            f"the archive is {size} bytes, more than it could unpack to "
+            f"({limits.max_total_bytes} bytes in at most {limits.max_members} members)",
+            path=path,
+        )
+    for suffix, magic in _MAGIC.items():
+        if path.name.endswith(suffix) and not head.startswith(magic):
+            shown = "nothing" if not head else head.hex(" ")
+            raise _corrupt(path, f"it does not start like a {suffix} file ({shown})")
+    return size
+
+
 def extract_bundle(path: Path, dest: Path, limits: ArchiveLimits) -> list[Path]:
     """Unpack the archive at `path` into the new directory `dest`; return the files written.
 
@@ -508,15 +557,15 @@ def extract_bundle(path: Path, dest: Path, limits: ArchiveLimits) -> list[Path]:
                     digest.update(chunk)
                     out.write(chunk)
         except OSError as exc:
-            raise PackagingError(
-                "extract-write-failed",
-                f"cannot write {name!r} while unpacking: {exc.strerror or exc}",
-                path=target,
-            ) from None
+            raise _unwritable(name, exc, target) from None
         return digest.hexdigest()
 
     def make_directory(name: str) -> None:
-        staging.joinpath(*name.split("/")).mkdir(mode=0o755, parents=True, exist_ok=True)
+        target = staging.joinpath(*name.split("/"))
+        try:
+            target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unwritable(name, exc, target) from None
 
     try:
         entries = _read_archive(path, limits, write_file, make_directory)
@@ -554,11 +603,13 @@ def _read_archive(
     import zstandard
 
     try:
-        raw = open(path, "rb")  # noqa: SIM115  (the `with raw:` below closes it)
+        raw = open_input(path, ARCHIVE)
     except FileNotFoundError:
         raise PackagingError("archive-missing", "the archive does not exist", path=path) from None
     except OSError as exc:
-        raise PackagingError("archive-unreadable", exc.strerror or str(exc), path=path) from None
+        raise UnsafeArchiveError(
+            "archive-unreadable", None, f"the archive {input_problem(exc)}", path=path
+        ) from None
     entries: list[ArchiveEntry] = []
     with raw:
         stream = _TarStream(path, _decompressor_for(path, raw))
@@ -607,6 +658,18 @@ def _decompressor_for(path: Path, raw: BinaryIO) -> _ByteSource:
         "cannot tell from its name how the archive is compressed",
         path=path,
         hint="name it `.tar.zst`, `.tar.gz` or `.tar`",
+    )
+
+
+def _unwritable(member: str, error: OSError, target: Path) -> UnsafeArchiveError:
+    # About this member (a name too long for the file system, say), so a verification reports it
+    # for this bundle and goes on with the next.
+    return UnsafeArchiveError(
+        "extract-write-failed",
+        member,
+        f"cannot be unpacked: {error.strerror or error}",
+        path=target,
+        hint="check the member names and the free space where bundles are unpacked",
     )
 
 

@@ -12,7 +12,14 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from plugin_packaging._fs.files import write_atomically
+from plugin_packaging._fs.files import (
+    ARCHIVE,
+    CHECKSUMS,
+    input_problem,
+    open_input,
+    read_input,
+    write_atomically,
+)
 from plugin_packaging.errors import PackagingError
 
 SHA256SUMS = "SHA256SUMS"
@@ -20,16 +27,20 @@ _CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
-    """The hex sha256 of the file at `path`, read in 1 MiB chunks."""
+    """The hex sha256 of the release file (a bundle archive) at `path`, read in 1 MiB chunks.
+
+    Only a regular file within `files.ARCHIVE`'s cap is read: a FIFO or a device named like a
+    bundle is refused, not waited on or read for ever.
+    """
     digest = hashlib.sha256()
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
     try:
-        with open(path, "rb", buffering=0) as source:
-            while count := source.readinto(buffer):
-                digest.update(view[:count])
+        with open_input(path, ARCHIVE) as source:
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
     except FileNotFoundError:
         raise PackagingError("checksum-file-missing", "cannot hash a missing file", path) from None
+    except OSError as exc:
+        raise PackagingError("checksum-file-unreadable", input_problem(exc), path) from None
     return digest.hexdigest()
 
 
@@ -80,10 +91,26 @@ def write_sha256_file(path: Path) -> Path:
 def read_sha256sums(path: Path) -> dict[str, str]:
     """Parse a `sha256sum` listing into {file name: hex digest}; for checking what was written."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_input(path, CHECKSUMS)
     except FileNotFoundError:
         raise PackagingError(
             "checksum-file-missing", "the checksum list does not exist", path
+        ) from None
+    except OSError as exc:
+        raise PackagingError(
+            "checksum-list-invalid",
+            input_problem(exc),
+            path,
+            hint=f"replace it with the {SHA256SUMS} file written by the release",
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PackagingError(
+            "checksum-list-invalid",
+            f"is not UTF-8 text (bad byte at offset {exc.start})",
+            path,
+            hint=f"replace it with the {SHA256SUMS} file written by the release",
         ) from None
     sums: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):

@@ -36,8 +36,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
+from plugin_packaging._fs.files import KEY, open_input
 from plugin_packaging.contract import MANIFEST_NAME
 from plugin_packaging.errors import PackagingError, from_os_error
+from plugin_packaging.release.signing import key_unreadable
 from plugin_packaging.settings import Settings
 from plugin_packaging.sources.plugin_yml import VERSION_DIFFERS_FROM_CRATE
 
@@ -232,14 +234,9 @@ def package_plugins(
 
         existing = read_registry(settings.existing_registry)
     public_key = _public_key(settings, existing)
-    if settings.signing_key is not None and not settings.signing_key.is_file():
-        # Checked now so that a dry run catches it; the key itself is opened only to sign.
-        raise PackagingError(
-            "signing-key-missing",
-            "the minisign secret key file does not exist",
-            settings.signing_key,
-            hint="create one with `minisign -G`, or point --signing-key at it",
-        )
+    if settings.signing_key is not None:
+        # Checked now so that a dry run catches it; the key itself is read only to sign.
+        _check_signing_key(settings.signing_key)
 
     if settings.variants_only and not accelerators:
         raise PackagingError(
@@ -1169,6 +1166,21 @@ def release_version_count(entries: Sequence[ReleaseEntry]) -> tuple[int, int]:
         e for e in entries if e.status in ("publish", "add-variant", "unchanged", "carried-over")
     ]
     return len({e.id for e in listed}), len(listed)
+
+
+def _check_signing_key(path: Path) -> None:
+    """Refuse a signing key that is missing or is no regular file (a FIFO must not be waited on)."""
+    try:
+        open_input(path, KEY).close()
+    except FileNotFoundError:
+        raise PackagingError(
+            "signing-key-missing",
+            "the minisign secret key file does not exist",
+            path,
+            hint="create one with `minisign -G`, or point --signing-key at it",
+        ) from None
+    except OSError as exc:
+        raise key_unreadable(path, exc) from None
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugin_packaging._fs.files import require_directory
+from plugin_packaging._fs.files import REGISTRY_DOCUMENT, require_directory
 from plugin_packaging._fs.yamlio import load_json, read_text
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.release.registry import INDEX_FILE, MANIFEST_FILE, SIGNATURE_FILE
@@ -166,7 +166,7 @@ def _check_blocks(manifest: Mapping[str, Any], path: Path) -> None:
 def read_json(path: Path) -> Any:
     """A small JSON file, parsed; errors name the line."""
     return load_json(
-        read_text(path),
+        read_text(path, kind=REGISTRY_DOCUMENT),
         path,
         code="registry-json-invalid",
         what="a registry file",

@@ -328,6 +328,8 @@ def _bundle_facts(bundle: VerifiedBundle) -> str:
         if bundle.plugin_id
         else ""
     )
+    if bundle.sha256 is None:  # refused before it was read
+        return "(not read)"
     return f"({what}{human_size(bundle.size_bytes)}, sha256:{bundle.sha256[:12]})"
 
 

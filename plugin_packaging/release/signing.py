@@ -18,7 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from plugin_packaging._fs.files import write_atomically
+from plugin_packaging._fs.files import (
+    KEY,
+    REGISTRY_DOCUMENT,
+    SIGNATURE,
+    input_problem,
+    open_input,
+    read_input,
+    write_atomically,
+)
 from plugin_packaging.errors import PackagingError
 
 if TYPE_CHECKING:
@@ -42,7 +50,7 @@ def load_secret_key(
 
     environ = os.environ if env is None else env
     try:
-        data = path.read_bytes()
+        data = read_input(path, KEY)
     except FileNotFoundError:
         raise PackagingError(
             "signing-key-missing",
@@ -50,6 +58,8 @@ def load_secret_key(
             path=path,
             hint="create one with `minisign -G`, or point the signing key setting at it",
         ) from None
+    except OSError as exc:
+        raise key_unreadable(path, exc) from None
     try:
         key = minisign.SecretKey.from_bytes(data)
     except minisign.Error as exc:
@@ -158,18 +168,9 @@ def verify_file(public_key_path: Path, path: Path, signature_path: Path) -> None
     """
     import minisign
 
+    public_key = _read_public_key(public_key_path)
     try:
-        public_key = minisign.PublicKey.from_file(public_key_path)
-    except FileNotFoundError:
-        raise PackagingError(
-            "signing-public-key-missing", "the minisign public key does not exist", public_key_path
-        ) from None
-    except minisign.Error as exc:
-        raise PackagingError(
-            "signing-public-key-invalid", f"not a minisign public key ({exc})", public_key_path
-        ) from None
-    try:
-        signature = minisign.Signature.from_file(signature_path)
+        signature = minisign.Signature.from_bytes(read_input(signature_path, SIGNATURE))
     except FileNotFoundError:
         raise PackagingError(
             "signature-missing",
@@ -177,7 +178,11 @@ def verify_file(public_key_path: Path, path: Path, signature_path: Path) -> None
             path=signature_path,
             hint="sign the manifest again",
         ) from None
-    except minisign.Error as exc:
+    except OSError as exc:
+        raise PackagingError(
+            "signature-invalid", input_problem(exc), signature_path, hint="sign the manifest again"
+        ) from None
+    except (minisign.Error, ValueError) as exc:
         raise PackagingError(
             "signature-invalid", f"not a minisign signature ({exc})", signature_path
         ) from None
@@ -191,11 +196,14 @@ def verify_file(public_key_path: Path, path: Path, signature_path: Path) -> None
             hint="sign with the secret key that belongs to this public key",
         )
     try:
-        public_key.verify_file(path, signature)
+        with open_input(path, REGISTRY_DOCUMENT) as signed:
+            public_key.verify(signed, signature)
     except FileNotFoundError:
         raise PackagingError(
             "signed-file-missing", "the signed file does not exist", path=path
         ) from None
+    except OSError as exc:
+        raise PackagingError("signed-file-unreadable", input_problem(exc), path=path) from None
     except minisign.Error:
         raise PackagingError(
             "signature-mismatch",
@@ -207,10 +215,24 @@ def verify_file(public_key_path: Path, path: Path, signature_path: Path) -> None
 
 def public_key_id(public_key_path: Path) -> str:
     """The key id as `minisign` prints it (upper-case hex, no leading zeros), for messages and docs."""
+    return _public_key_id(_read_public_key(public_key_path))
+
+
+def key_unreadable(path: Path, error: OSError, *, public: bool = False) -> PackagingError:
+    """The error for a key file that exists but cannot be read: a FIFO, a directory, too big..."""
+    return PackagingError(
+        "signing-public-key-invalid" if public else "signing-key-unreadable",
+        f"the minisign {'public' if public else 'secret'} key {input_problem(error)}",
+        path,
+        hint=f"point at the {'.pub' if public else '.key'} file written by `minisign -G`",
+    )
+
+
+def _read_public_key(public_key_path: Path) -> minisign.PublicKey:
     import minisign
 
     try:
-        public_key = minisign.PublicKey.from_file(public_key_path)
+        return minisign.PublicKey.from_bytes(read_input(public_key_path, KEY))
     except FileNotFoundError:
         raise PackagingError(
             "signing-public-key-missing",
@@ -218,14 +240,15 @@ def public_key_id(public_key_path: Path) -> str:
             public_key_path,
             hint="pass the .pub file written by `minisign -G`",
         ) from None
-    except (OSError, minisign.Error) as exc:
+    except OSError as exc:
+        raise key_unreadable(public_key_path, exc, public=True) from None
+    except (minisign.Error, ValueError) as exc:
         raise PackagingError(
             "signing-public-key-invalid",
-            f"cannot read the public key ({exc})",
+            f"not a minisign public key ({exc})",
             public_key_path,
             hint="pass the .pub file written by `minisign -G`, not the secret key",
         ) from None
-    return _public_key_id(public_key)
 
 
 # py-minisign has no accessor for key ids, so we read them from the documented encodings:

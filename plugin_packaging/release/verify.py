@@ -55,7 +55,8 @@ class VerifiedBundle:
     """The facts read from one archive (as far as it could be read)."""
 
     path: Path
-    sha256: str
+    #: None when the file was refused before hashing (not a regular file, absurdly big, no magic).
+    sha256: str | None
     size_bytes: int
     plugin_id: str | None = None
     version: str | None = None
@@ -214,8 +215,8 @@ def _checksum_list(bundles_dir: Path, out: list[Violation]) -> Mapping[str, str]
     from plugin_packaging.release.checksums import SHA256SUMS, read_sha256sums
 
     path = bundles_dir / SHA256SUMS
-    if not path.is_file():
-        return None
+    if not os.path.lexists(path):
+        return None  # a FIFO or a dangling link by that name is read, and reported, below
     try:
         return read_sha256sums(path)
     except PackagingError as exc:
@@ -237,11 +238,25 @@ def _checksum_list(bundles_dir: Path, out: list[Violation]) -> Mapping[str, str]
 
 
 def _verify_one(archive: Path, run: _Run) -> tuple[VerifiedBundle, list[Violation]]:
-    from plugin_packaging.release.archive import UnsafeArchiveError, extract_bundle
+    from plugin_packaging.release.archive import (
+        UnsafeArchiveError,
+        check_plausible,
+        extract_bundle,
+    )
     from plugin_packaging.release.checksums import sha256_file
 
-    sha256 = sha256_file(archive)
-    size = archive.stat().st_size
+    # Cheap checks first: a FIFO, a device or a huge sparse file named like a bundle is one
+    # finding about it, not a hang or hours of hashing.
+    try:
+        size = check_plausible(archive, run.limits)
+    except UnsafeArchiveError as exc:
+        return VerifiedBundle(archive, None, 0), [_unsafe(archive, exc)]
+    try:
+        sha256 = sha256_file(archive)
+    except PackagingError as exc:  # replaced or made unreadable since the check above
+        return VerifiedBundle(archive, None, size), [
+            _unsafe(archive, UnsafeArchiveError("archive-unreadable", None, exc.message))
+        ]
     bundle = VerifiedBundle(archive, sha256, size)
     out: list[Violation] = _checksum_list_violations(archive, sha256, run)
     with tempfile.TemporaryDirectory(prefix="verify-bundle-") as scratch:
@@ -328,7 +343,12 @@ def _unsafe(archive: Path, exc: UnsafeArchiveError) -> Violation:
 
     if exc.code in ("archive-too-large", "archive-too-many-members"):
         code = "bundle-too-large"
-    elif exc.code in ("archive-corrupt", "archive-trailing-data", "archive-unknown-format"):
+    elif exc.code in (
+        "archive-corrupt",
+        "archive-trailing-data",
+        "archive-unknown-format",
+        "archive-unreadable",
+    ):
         code = "bundle-corrupt"
     else:
         code = "bundle-unsafe-member"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugin_packaging._fs.yamlio import read_text
+from plugin_packaging._fs.yamlio import number_problem, read_text
 from plugin_packaging.errors import PackagingError
 
 _INHERITABLE = ("version", "description", "license", "repository", "homepage")
@@ -51,6 +51,10 @@ def _parse_toml(path: Path) -> Mapping[str, Any]:
         return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise PackagingError("cargo-toml-invalid", f"is not valid TOML: {exc}", path) from None
+    except ValueError as exc:  # an integer beyond the 4300 digits Python converts
+        raise PackagingError(
+            "cargo-toml-invalid", f"is not valid TOML: {number_problem(exc)}", path
+        ) from None
     except RecursionError:
         # tomllib parses nested arrays and inline tables recursively.
         raise PackagingError(
