@@ -18,6 +18,14 @@ from plugin_packaging.binary.info import CORRUPT, TRUNCATED, BinaryFormatError
 MAX_HEADER_TABLE = 16 << 20  # program/section headers, load commands, dynamic tags
 MAX_SYMBOL_TABLE = 256 << 20  # symbol and string tables, export tries and directories
 
+# Caps on counts that cost work later rather than memory now. Resolving dependencies looks each
+# needed library up in each search directory: thousands of DT_NEEDED names times thousands of
+# RUNPATH entries (a few KiB of file) would be millions of lookups. Real plugins need tens of
+# libraries and have a handful of search directories.
+MAX_NEEDED = 256  # DT_NEEDED names, LC_LOAD_DYLIB commands, imported DLLs
+MAX_SEARCH_PATH = 32  # RPATH/RUNPATH entries, LC_RPATH commands
+MAX_DYNAMIC_SYMBOLS = 1 << 21  # .dynsym entries counted through a hash table's chains
+
 
 class BoundedFile:
     """An open library file whose reads must stay inside it."""
@@ -53,6 +61,13 @@ class BoundedFile:
         if len(data) != size:  # the file shrank while we read it
             raise self.fail(TRUNCATED, f"{what} could not be read in full")
         return data
+
+    def check_count(self, count: int, cap: int, what: str) -> None:
+        """Raise (corrupt) when a file lists more `what` than `cap`: bounded work for the checks."""
+        if count > cap:
+            raise self.fail(
+                CORRUPT, f"lists {count} {what}, more than any real library does (at most {cap})"
+            )
 
     def read_upto(self, offset: int, size: int) -> bytes:
         """Up to `size` bytes at `offset`, fewer at the end of the file (for bounded strings)."""

@@ -31,7 +31,14 @@ import sys
 from array import array
 from typing import Any, overload
 
-from plugin_packaging.binary.bounded import MAX_HEADER_TABLE, BoundedFile, c_string
+from plugin_packaging.binary.bounded import (
+    MAX_DYNAMIC_SYMBOLS,
+    MAX_HEADER_TABLE,
+    MAX_NEEDED,
+    MAX_SEARCH_PATH,
+    BoundedFile,
+    c_string,
+)
 from plugin_packaging.binary.info import (
     CORRUPT,
     TRUNCATED,
@@ -251,6 +258,11 @@ def read_elf(source: BoundedFile) -> LibraryInfo:
     else:
         kind = KINDS.get(elf_type, elf_type if isinstance(elf_type, str) else f"{elf_type:#x}")
 
+    needed = dynamic.strings("DT_NEEDED")
+    source.check_count(len(needed), MAX_NEEDED, "needed libraries (DT_NEEDED)")
+    rpath = _search_path(dynamic.strings("DT_RPATH"))
+    runpath = _search_path(dynamic.strings("DT_RUNPATH"))
+    source.check_count(len(rpath) + len(runpath), MAX_SEARCH_PATH, "RPATH/RUNPATH entries")
     return LibraryInfo(
         path=source.path,
         format="elf",
@@ -261,9 +273,9 @@ def read_elf(source: BoundedFile) -> LibraryInfo:
         endianness="little" if image.little else "big",
         arch=_arch(image.header.e_machine, image.bits, image.little),
         entry=_entry_symbol(image, dynamic),
-        needed=dynamic.strings("DT_NEEDED"),
-        rpath=_search_path(dynamic.strings("DT_RPATH")),
-        runpath=_search_path(dynamic.strings("DT_RUNPATH")),
+        needed=needed,
+        rpath=rpath,
+        runpath=runpath,
         executable_stack=_executable_stack(image),
         soname=soname,
     )
@@ -450,7 +462,9 @@ def _symbol_count(image: ElfImage, dynamic: DynamicTable) -> int:
         offset = image.file_offset(address, 8)
         if offset is None:
             raise source.fail(CORRUPT, "DT_HASH points outside every loaded segment")
-        return _words(source.read(offset + 4, 4, "the DT_HASH header"), image.little)[0]
+        count = _words(source.read(offset + 4, 4, "the DT_HASH header"), image.little)[0]
+        source.check_count(count, MAX_DYNAMIC_SYMBOLS, "dynamic symbols (DT_HASH nchain)")
+        return int(count)
 
     address = dynamic.first_value("DT_GNU_HASH")
     offset = None if address is None else image.file_offset(address, 16)
@@ -473,6 +487,9 @@ def _symbol_count(image: ElfImage, dynamic: DynamicTable) -> int:
     chain_at = buckets_at + bucket_count * 4 + (last - first_hashed) * 4
     low_byte = 0 if image.little else 3
     while True:
+        # A chain that never ends (no word with its low bit set) stops at the cap, not at the end
+        # of a large file.
+        source.check_count(last, MAX_DYNAMIC_SYMBOLS, "dynamic symbols (DT_GNU_HASH chains)")
         block = source.read_upto(chain_at, 1 << 16)
         block = block[: len(block) - len(block) % 4]
         if not block:

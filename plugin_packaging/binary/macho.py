@@ -24,7 +24,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from plugin_packaging.binary.bounded import MAX_HEADER_TABLE, MAX_SYMBOL_TABLE, BoundedFile
+from plugin_packaging.binary.bounded import (
+    MAX_HEADER_TABLE,
+    MAX_NEEDED,
+    MAX_SEARCH_PATH,
+    MAX_SYMBOL_TABLE,
+    BoundedFile,
+)
 from plugin_packaging.binary.info import (
     CORRUPT,
     EntryState,
@@ -128,6 +134,8 @@ def _read_slice(source: BoundedFile, mach_o: Any, base: int, size: int) -> Libra
     cpu = int(header.cputype) & 0xFFFFFFFF
     filetype = int(header.filetype)
     kind = KINDS.get(filetype) or RAW_KINDS.get(filetype, f"{filetype:#x}")
+    source.check_count(len(commands.needed), MAX_NEEDED, "loaded dylibs (LC_LOAD_DYLIB)")
+    source.check_count(len(commands.rpaths), MAX_SEARCH_PATH, "rpaths (LC_RPATH)")
     return LibraryInfo(
         path=source.path,
         format="macho",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from typing import Any, overload
 
-from plugin_packaging.binary.bounded import MAX_HEADER_TABLE, BoundedFile
+from plugin_packaging.binary.bounded import MAX_HEADER_TABLE, MAX_NEEDED, BoundedFile
 from plugin_packaging.binary.info import (
     CORRUPT,
     NOT_A_BINARY,
@@ -143,6 +143,8 @@ def _facts(source: BoundedFile, image: Any, pefile: Any) -> LibraryInfo:
         name = section.Name.rstrip(b"\0").decode("ascii", errors="replace")
         source.check(section.PointerToRawData, section.SizeOfRawData, f"section {name}", cap=None)
     exports = ExportDirectory.read(source, image)
+    needed = _imported_dlls(source, image)
+    source.check_count(len(needed), MAX_NEEDED, "imported DLLs")
     return LibraryInfo(
         path=source.path,
         format="pe",
@@ -153,7 +155,7 @@ def _facts(source: BoundedFile, image: Any, pefile: Any) -> LibraryInfo:
         endianness="little",
         arch=ARCHES.get(machine) or pefile.MACHINE_TYPE.get(machine, f"{machine:#x}"),
         entry=exports.entry_symbol(),
-        needed=_imported_dlls(source, image),
+        needed=needed,
         soname=exports.dll_name,
     )
 

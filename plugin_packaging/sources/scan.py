@@ -334,6 +334,11 @@ def select_sources(scan: SourceScan, only: Sequence[str]) -> list[PluginSource]:
         return list(scan.sources)
     known = {s.id: s for s in scan.sources}
     unknown = [plugin_id for plugin_id in only if plugin_id not in known]
+    for plugin_id in unknown:
+        # Declared, but its manifest could not be used: that error, not "no such plugin".
+        broken = _error_about(scan, plugin_id)
+        if broken is not None:
+            raise broken
     if unknown:
         raise PackagingError(
             "unknown-plugin",
@@ -343,6 +348,16 @@ def select_sources(scan: SourceScan, only: Sequence[str]) -> list[PluginSource]:
             + (", ".join(sorted(known)) or "none (is --root a StreamKit checkout?)"),
         )
     return [known[plugin_id] for plugin_id in dict.fromkeys(only)]
+
+
+def _error_about(scan: SourceScan, plugin_id: str) -> PackagingError | None:
+    """The scan error about the manifest in directory `plugin_id`, when that is why it is missing."""
+    if plugin_id not in scan.unresolved:
+        return None
+    for error in scan.errors:
+        if error.path is not None and Path(error.path).parent.name == plugin_id:
+            return error
+    return None
 
 
 def _parsed_manifest(path: Path, cache: dict[str, Any] | None) -> Any:
