@@ -95,8 +95,6 @@ INVOKE_CONFIG = InputKind("a settings file", 1 * _MIB)
 ACTIVE_RECORD = InputKind("an active plugin record", 1 * _MIB)
 #: A registry document (manifest.json of a release, index.json of a registry).
 REGISTRY_DOCUMENT = InputKind("a registry document", 16 * _MIB)
-#: This tool's own record of what it installed; one entry per plugin.
-STATE = InputKind("the install state", 16 * _MIB)
 #: A minisign public or secret key file: two short lines.
 KEY = InputKind("a minisign key", 4 * _KIB)
 #: A minisign signature: four short lines (the trusted comment is at most 8 KiB).
@@ -113,7 +111,9 @@ class InputTooLarge(OSError):
     """A regular file bigger than any real file of its kind: refused before it is read."""
 
     def __init__(self, path: Path | str, size: int, kind: InputKind) -> None:
-        message = f"is {_size_text(size)}, more than {kind.what} can be ({_size_text(kind.limit)})"
+        message = (
+            f"is {_size_text(size)}, larger than {kind.what} can be ({_size_text(kind.limit)})"
+        )
         super().__init__(errno.EFBIG, message)
         self.strerror = message
         self.filename = os.fspath(path)
@@ -151,11 +151,11 @@ def input_problem(error: OSError) -> str:
     if isinstance(error, (NotRegularFile, InputTooLarge)):
         return str(error)
     if isinstance(error, FileNotFoundError):
-        return "does not exist"
+        return f"does not exist ({error.strerror})"  # also a dangling symlink
     if isinstance(error, PermissionError):
         return "cannot be read (permission denied)"
     if error.errno == errno.ELOOP:
-        return "is a symbolic link loop"
+        return f"is a symbolic link loop ({error.strerror})"
     return f"cannot be read ({error.strerror or error})"
 
 

@@ -519,6 +519,8 @@ def check_plausible(path: Path, limits: ArchiveLimits) -> int:
             f"({limits.max_total_bytes} bytes in at most {limits.max_members} members)",
             path=path,
         )
+    if size == 0:
+        raise _corrupt(path, "the file is empty")
     for suffix, magic in _MAGIC.items():
         if path.name.endswith(suffix) and not head.startswith(magic):
             shown = "nothing" if not head else head.hex(" ")
