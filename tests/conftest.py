@@ -12,13 +12,28 @@ import time
 from pathlib import Path
 
 import pytest
-from fixturelib import NativeLibraries, build_native_libraries, build_sample_tree, copy_built_tree
+from fixturelib import (
+    COMPILED_FIXTURES,
+    NativeLibraries,
+    build_native_libraries,
+    build_sample_tree,
+    compiled_fixture,
+    copy_built_tree,
+)
 
 _BUILD_SECONDS = pytest.StashKey[dict[str, float]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_BUILD_SECONDS] = {}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The compiled lane: every test whose fixtures (followed through other fixtures) build code.
+    # Tests that run a compiler in their own body carry `@pytest.mark.compiled` themselves.
+    for item in items:
+        if COMPILED_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.compiled)
 
 
 def pytest_terminal_summary(
@@ -32,6 +47,7 @@ def pytest_terminal_summary(
 
 
 @pytest.fixture(scope="session")
+@compiled_fixture
 def native_libs(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> NativeLibraries:
@@ -43,6 +59,7 @@ def native_libs(
 
 
 @pytest.fixture(scope="session")
+@compiled_fixture
 def built_sample_tree(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> Path:

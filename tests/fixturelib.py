@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TypeVar
 
 TESTS_DIR = Path(__file__).resolve().parent
 NATIVE_SRC = TESTS_DIR / "native_src"
@@ -54,6 +55,20 @@ VENDORED_DEPENDENCY_NAME = "libstreamkit_fixture_vendored.so"
 
 # Generous: a compile that takes this long is stuck, not slow.
 BUILD_TIMEOUT_SECONDS = 600
+
+#: Names of the fixtures that run a compiler (cc, clang, rustc or cargo). conftest.py marks every
+#: test that uses one, directly or through another fixture, `compiled`; `pytest -m "not compiled"`
+#: is the fast lane that runs without any compiler installed.
+COMPILED_FIXTURES: set[str] = set()
+
+_Builder = TypeVar("_Builder", bound=Callable[..., object])
+
+
+def compiled_fixture(function: _Builder) -> _Builder:
+    """Record a fixture (put it under `@pytest.fixture`) as one that compiles code."""
+    COMPILED_FIXTURES.add(function.__name__)
+    return function
+
 
 # Variables that would move cargo's output away from where StreamKit's recipes expect it.
 _CARGO_OUTPUT_VARIABLES = ("CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR", "CARGO_BUILD_TARGET")

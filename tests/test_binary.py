@@ -27,6 +27,7 @@ from fixturelib import (
     VENDORED_DEPENDENCY_NAME,
     FixtureBuildError,
     NativeLibraries,
+    compiled_fixture,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -282,6 +283,7 @@ def _run_and_return(command: list[str], out: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+@compiled_fixture
 def foreign_libs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """PE, Mach-O and cross-architecture ELF fixtures, compiled once per session."""
     return _build_foreign(tmp_path_factory.mktemp("foreign_libs"))

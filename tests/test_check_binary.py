@@ -8,8 +8,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from checklib import PluginDir, codes, extra_libs, only, plan_outcomes, tree  # noqa: F401 - fixtures
 from fixturelib import MISSING_DEPENDENCY_NAME
-from test_check_support import PluginDir, codes, extra_libs, only, plan_outcomes, tree  # noqa: F401 - fixtures
 
 from plugin_packaging.binary.dynlinks import DependencyResolver, read_ldconfig_cache
 from plugin_packaging.check.library import check_library, glibc_refuses_executable_stack

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_check_support import (  # noqa: F401 - fixtures
+from checklib import (  # noqa: F401 - fixtures
     GOOD_KIND,
     OTHER_KIND,
     PluginDir,

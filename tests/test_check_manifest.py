@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_check_support import PluginDir, codes, manifest_for, only, tree, write  # noqa: F401 - fixtures
+from checklib import PluginDir, codes, manifest_for, only, tree, write  # noqa: F401 - fixtures
 
 LIBRARY = "libgood_c.so"
 

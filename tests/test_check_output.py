@@ -12,8 +12,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from checklib import PluginDir, manifest_for, tree  # noqa: F401 - fixtures
 from cli import run_in_process
-from test_check_support import PluginDir, manifest_for, tree  # noqa: F401 - fixtures
 
 from plugin_packaging.check.report import escape_data, escape_property, github_command
 from plugin_packaging.rules.model import Finding

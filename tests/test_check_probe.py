@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from checklib import PluginDir, codes, manifest_for, only, plan_outcomes, tree  # noqa: F401 - fixtures
 from fixturelib import COLON_KIND, GOOD_C_KIND, OTHER_C_KIND
-from test_check_support import PluginDir, codes, manifest_for, only, plan_outcomes, tree  # noqa: F401 - fixtures
 
 from plugin_packaging.check.probe import ProbeResult
 from plugin_packaging.check.probe_rules import probe_violations

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_check_support import (  # noqa: F401
+from checklib import (  # noqa: F401
     PluginDir,
     codes,
     manifest_for,

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fixturelib import compiled_fixture
 
 from plugin_packaging.binary import dynlinks
 from plugin_packaging.binary.dynlinks import (
@@ -31,6 +32,7 @@ needs_glibc = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
+@compiled_fixture
 def written_caches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """`ldconfig -C` caches in the old, compat and new formats of a directory we control."""
     root = tmp_path_factory.mktemp("ldcache")

@@ -394,6 +394,7 @@ def test_file_writing_constructor_writes_into_the_working_directory(
     assert (tmp_path / CTOR_MARKER_NAME).read_text() == "written by a plugin constructor\n"
 
 
+@pytest.mark.compiled
 def test_compile_error_raises_with_the_compiler_stderr(tmp_path: Path) -> None:
     source = tmp_path / "broken.c"
     source.write_text("int broken(void) { return undeclared_name; }\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cli import run_in_process
-from test_install import bundle, count_lines, streamkit_tree  # noqa: F401  (fixture)
+from installlib import bundle, count_lines, streamkit_tree  # noqa: F401  (fixture)
 
 STATE = Path(".plugins") / ".plugin-packaging" / "state.json"
 

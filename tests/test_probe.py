@@ -15,7 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from fixturelib import NATIVE_SRC, build_c_library, build_rust_cdylib, c_string_literal
+from fixturelib import (
+    NATIVE_SRC,
+    build_c_library,
+    build_rust_cdylib,
+    c_string_literal,
+    compiled_fixture,
+)
 
 from plugin_packaging.check import probe as probe_module
 from plugin_packaging.check import probe_child
@@ -70,6 +76,7 @@ def _missing_dependency(out_dir: Path, name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+@compiled_fixture
 def probe_libs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every probe fixture library by variant name, each alone in its own directory."""
     root = tmp_path_factory.mktemp("probe_libs")

@@ -20,6 +20,7 @@ from fixturelib import (
     NativeLibraries,
     build_c_library,
     c_string_literal,
+    compiled_fixture,
 )
 from releaselib import (
     cli_key_pair,
@@ -42,6 +43,7 @@ FAKE_CUDART = "libcudart.so.12"
 
 
 @pytest.fixture(scope="module")
+@compiled_fixture
 def cuda_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plugin linked against a fake CUDA runtime (`libcudart.so.12`, beside it), RUNPATH $ORIGIN."""
     directory = tmp_path_factory.mktemp("cuda_plugin")

@@ -19,6 +19,7 @@ from fixturelib import (
     FixtureBuildError,
     build_c_library,
     c_string_literal,
+    compiled_fixture,
 )
 
 from plugin_packaging.check.run import CheckReport, check_plugins_dir
@@ -250,6 +251,7 @@ def build_extra_libraries(out: Path) -> ExtraLibraries:
 
 
 @pytest.fixture(scope="session")
+@compiled_fixture
 def extra_libs(tmp_path_factory: pytest.TempPathFactory) -> ExtraLibraries:
     return build_extra_libraries(tmp_path_factory.mktemp("check_libs"))
 
