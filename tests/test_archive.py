@@ -34,7 +34,6 @@ from plugin_packaging.release.archive import (
 from plugin_packaging.release.checksums import (
     read_sha256sums,
     sha256_file,
-    write_sha256_file,
     write_sha256sums,
 )
 
@@ -699,16 +698,6 @@ def test_sha256sums_is_accepted_by_sha256sum_check(tmp_path: Path) -> None:
     files[2].write_bytes(b"tampered")
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path, capture_output=True)
     assert check.returncode != 0
-
-
-def test_per_file_sha256_is_accepted_by_sha256sum_check(tmp_path: Path) -> None:
-    archive = tmp_path / "demo-1.0.0-bundle.tar.zst"
-    archive.write_bytes(b"bundle bytes")
-    written = write_sha256_file(archive)
-    assert written == tmp_path / "demo-1.0.0-bundle.tar.zst.sha256"
-    assert written.read_text() == f"{hashlib.sha256(b'bundle bytes').hexdigest()}  {archive.name}\n"
-    check = subprocess.run(["sha256sum", "-c", written.name], cwd=tmp_path, capture_output=True)
-    assert check.returncode == 0
 
 
 def test_sha256sums_refuses_files_outside_the_directory(tmp_path: Path) -> None:

@@ -409,7 +409,7 @@ def test_good_c_plugin_reads_as_a_linux_x86_64_shared_library(native_libs: Nativ
     assert "libc.so.6" in info.needed
     assert info.executable_stack is False
     assert (info.rpath, info.runpath, info.soname) == ((), (), None)
-    assert info.slices == () and info.arches == ("x86_64",)
+    assert info.slices == () and info.every_slice() == (info,)
 
 
 def test_cpp_entry_without_extern_c_is_absent_with_its_mangled_name(
@@ -641,7 +641,7 @@ def test_macho_object_is_relocatable(foreign_libs: dict[str, Path]) -> None:
 def test_universal_macho_reports_every_slice(foreign_libs: dict[str, Path]) -> None:
     info = _info(foreign_libs["macho_universal"])
     assert info.arch == "universal"
-    assert sorted(info.arches) == ["aarch64", "x86_64"]
+    assert sorted(part.arch for part in info.every_slice()) == ["aarch64", "x86_64"]
     assert all(part.entry.state == "exported" and part.slices == () for part in info.slices)
     arm64 = next(part for part in info.every_slice() if part.arch == "aarch64")
     assert arm64.needed == ("@rpath/libdep.dylib", "/usr/lib/libSystem.B.dylib")

@@ -30,7 +30,6 @@ from plugin_packaging.release.registry import (
     manifest_json_bytes,
     merge_published,
     registry_manifest,
-    release_tag,
 )
 
 TEMPLATE = "https://github.com/streamer45/streamkit/releases/download/plugin-{plugin_id}-v{version}"
@@ -215,10 +214,6 @@ def test_bundle_url_refuses_unknown_placeholders_by_name(template: str, named: s
         bundle_url(template, "whisper", "0.3.0", "f")
     assert caught.value.code == "bundle-url-template-invalid"
     assert named in caught.value.message
-
-
-def test_release_tag() -> None:
-    assert release_tag("whisper", "0.3.0") == "plugin-whisper-v0.3.0"
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,7 +51,6 @@ from plugin_packaging.binary.symbol_scan import entries_naming
 from plugin_packaging.contract import ENTRY_SYMBOL
 
 PN_XNUM = 0xFFFF
-SHN_LORESERVE = 0xFF00
 PF_X = 0x1
 DF_1_PIE = 0x08000000
 ODD_BYTES = bytes(value & 1 for value in range(256))  # maps a byte to its lowest bit

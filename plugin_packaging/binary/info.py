@@ -102,11 +102,6 @@ class LibraryInfo:
     soname: str | None = None  # DT_SONAME / LC_ID_DYLIB install name / PE export-directory name
     slices: tuple[LibraryInfo, ...] = field(default=())
 
-    @property
-    def arches(self) -> tuple[str, ...]:
-        """The architectures the file holds code for: one, or one per universal slice."""
-        return tuple(part.arch for part in self.every_slice())
-
     def every_slice(self) -> tuple[LibraryInfo, ...]:
         """The slices of a universal file, or the file itself."""
         return self.slices or (self,)

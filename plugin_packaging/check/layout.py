@@ -78,10 +78,6 @@ class PluginTree:
     def native_dir(self) -> Path:
         return self.plugins_dir / "native"
 
-    @property
-    def active_dir(self) -> Path:
-        return self.plugins_dir / "active"
-
     def bundle(self, name: str) -> Bundle | None:
         return next((b for b in self.bundles if b.name == name), None)
 

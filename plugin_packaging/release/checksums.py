@@ -81,13 +81,6 @@ def write_sha256sums(
     return target
 
 
-def write_sha256_file(path: Path) -> Path:
-    """Write `<path>.sha256` beside `path`, naming the file without its directory."""
-    target = path.with_name(path.name + ".sha256")
-    write_atomically(target, _checksum_line(path.name, path).encode("utf-8"))
-    return target
-
-
 def read_sha256sums(path: Path) -> dict[str, str]:
     """Parse a `sha256sum` listing into {file name: hex digest}; for checking what was written."""
     try:

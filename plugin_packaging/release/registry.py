@@ -195,11 +195,6 @@ def bundle_file_name(plugin_id: str, version: str, accelerator: str | None = Non
     return f"{plugin_id}-{version}-{accelerator}-bundle.tar.zst"
 
 
-def release_tag(plugin_id: str, version: str) -> str:
-    """The GitHub release tag StreamKit uses for a plugin version: `plugin-<id>-v<version>`."""
-    return f"plugin-{plugin_id}-v{version}"
-
-
 def bundle_url(template: str, plugin_id: str, version: str, file_name: str) -> str:
     """The download URL of a bundle: `template` with `{plugin_id}` and `{version}` filled in, then
     `/<file_name>`.

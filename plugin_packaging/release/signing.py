@@ -3,7 +3,7 @@
 StreamKit signs each `manifest.json`, not the archive: the archive is bound by the sha256 inside
 the signed manifest. The signature is the default prehashed `ED` form, written as
 `manifest.minisig` beside the manifest (the suffix is replaced, not appended as the minisign CLI
-does), so `sign_file` takes the signature path explicitly.
+does), so `sign_with` takes the signature path explicitly.
 
 Ed25519 signatures are deterministic, and our default trusted comment carries no timestamp, so the
 same key and the same manifest give the same `.minisig` byte for byte: re-running a release does
@@ -97,28 +97,6 @@ def load_secret_key(
             hint=f"check the password in {password_env}" if wrong else None,
         ) from None
     return key
-
-
-def sign_file(
-    secret_key_path: Path,
-    path: Path,
-    *,
-    signature_path: Path,
-    password_env: str = DEFAULT_PASSWORD_ENV,
-    trusted_comment: str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Path:
-    """Sign `path` (prehashed `ED`) with the key at `secret_key_path`; write `signature_path`.
-
-    `trusted_comment` defaults to `file:<name>\\thashed` (minisign's own comment without its
-    timestamp). Returns `signature_path`.
-    """
-    if not path.is_file():  # before the key: decrypting a CLI-made key takes seconds
-        raise PackagingError(
-            "signing-file-missing", "cannot sign a file that does not exist", path=path
-        )
-    with load_secret_key(secret_key_path, password_env=password_env, env=env) as key:
-        return sign_with(key, path, signature_path=signature_path, trusted_comment=trusted_comment)
 
 
 def sign_with(
