@@ -20,6 +20,8 @@ import pytest
 import yaml
 from fixturelib import GOOD_C_KIND, OTHER_C_KIND, NativeLibraries
 
+from plugin_packaging.release.signing import DEFAULT_PASSWORD_ENV, load_secret_key, sign_with
+
 
 def minisign_cli() -> str:
     """The `minisign` program: the independent verifier of our signatures."""
@@ -257,3 +259,17 @@ def manifest_of(registry: Path, plugin_id: str, version: str) -> dict[str, Any]:
         (registry / "plugins" / plugin_id / version / "manifest.json").read_text()
     )
     return data
+
+
+def sign_file(
+    secret_key_path: Path,
+    path: Path,
+    *,
+    signature_path: Path,
+    password_env: str = DEFAULT_PASSWORD_ENV,
+    trusted_comment: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Path:
+    """Sign as package-plugins-native does: open the key once, then sign with it."""
+    with load_secret_key(secret_key_path, password_env=password_env, env=env) as key:
+        return sign_with(key, path, signature_path=signature_path, trusted_comment=trusted_comment)

@@ -8,32 +8,17 @@ from pathlib import Path
 
 import minisign
 import pytest
-from releaselib import minisign_cli
+from releaselib import minisign_cli, sign_file
 
 from plugin_packaging.errors import PackagingError
 from plugin_packaging.release.signing import (
     DEFAULT_PASSWORD_ENV,
     load_secret_key,
     public_key_id,
-    sign_with,
     verify_file,
 )
 
 MANIFEST = b'{\n  "schema_version": 1,\n  "id": "whisper",\n  "version": "0.3.0"\n}\n'
-
-
-def sign_file(
-    secret_key_path: Path,
-    path: Path,
-    *,
-    signature_path: Path,
-    password_env: str = DEFAULT_PASSWORD_ENV,
-    trusted_comment: str | None = None,
-    env: dict[str, str],
-) -> Path:
-    """Sign as package-plugins-native does: open the key once, then sign with it."""
-    with load_secret_key(secret_key_path, password_env=password_env, env=env) as key:
-        return sign_with(key, path, signature_path=signature_path, trusted_comment=trusted_comment)
 
 
 def run_cli(*args: object, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -28,6 +28,7 @@ from releaselib import (
     hand_made_tar,
     install_library,
     no_extras,
+    sign_file,
     write_source,
     zst,
 )
@@ -312,9 +313,9 @@ def test_a_bad_signature_fails_the_registry_manifest(
     manifest = dist / "registry" / "plugins" / "demo" / "1.0.0" / "manifest.json"
     if fault == "other key":
         other_secret, _ = cli_key_pair(tmp_path / "other", "other")
-        from plugin_packaging.release.signing import sign_file
-
-        sign_file(other_secret, manifest, signature_path=manifest.with_name("manifest.minisig"))
+        sign_file(
+            other_secret, manifest, signature_path=manifest.with_name("manifest.minisig"), env={}
+        )
         expected = "signature-wrong-key"
     elif fault == "changed manifest":
         manifest.write_text(manifest.read_text().replace('"name": "Demo"', '"name": "Demo!"'))
