@@ -1,6 +1,6 @@
 """A `CheckReport` as people and machines read it: text, versioned JSON, GitHub workflow commands.
 
-Nothing here decides anything or touches the disk; it renders a report made by `check.py`.
+Nothing here decides anything or touches the disk; it renders a report made by `run.py`.
 The pieces that fit any findings (a finding with its hint, the counts, the verdict, a workflow
 command) render `verify-plugin-bundles`' report too (`release/report.py`).
 Text groups findings by plugin (top of native/, active records, bundles, in the loader's order),

@@ -177,7 +177,7 @@ def _template_text(template_path: Path | None) -> str:
         from plugin_packaging._fs.yamlio import read_text
 
         return read_text(template_path)
-    # The file beside the `templates` package, as install.py signs it (importlib.resources would
+    # The file beside the `templates` package, as install/run.py signs it (importlib.resources would
     # cost more than reading it).
     # `importlib`: the package is the repository's templates/ directory (package-dir in
     # pyproject.toml), which mypy cannot follow from a plain import.
