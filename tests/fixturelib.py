@@ -585,7 +585,9 @@ def _require_tool(name: str) -> str:
     if found is None:
         raise FixtureBuildError(
             f"`{name}` is not on PATH; the native fixtures need it (a missing compiler fails the "
-            f"suite instead of skipping compiled-fixture tests)"
+            f"suite instead of skipping compiled-fixture tests). In the fast lane "
+            f"(-m 'not compiled') it means a test or fixture that builds code is not marked: "
+            f"put @compiled_fixture on the fixture, or @pytest.mark.compiled on the test"
         )
     return found
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from confined import changed, run_cli, snapshot
-from fixturelib import NATIVE_SRC, build_c_library, c_string_literal
+from fixturelib import NATIVE_SRC, build_c_library, c_string_literal, compiled_fixture
 
 from plugin_packaging.check import probe as probe_module
 
@@ -89,6 +89,7 @@ def _mapping(libraries: list[Path]) -> list[tuple[int, str]]:
 
 
 @pytest.fixture(scope="module")
+@compiled_fixture
 def hostile_checkout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
     """A checkout with one bundle per attack; the attacks' absolute targets lie in `outside/`."""
     top = tmp_path_factory.mktemp("probe-sandbox")
@@ -170,6 +171,7 @@ def test_hostile_constructors_cannot_touch_the_checker_or_the_machine(
         ("/bin/false", "/bin/false: exited with status 1"),
     ],
 )
+@pytest.mark.compiled
 def test_the_weaker_mode_is_a_finding_that_names_it(
     tmp_path: Path, choice: str, reason: str
 ) -> None:
