@@ -45,6 +45,10 @@ class PluginSource:
     #: The build output for the host naming, relative to the root (`artifact` key).
     artifact: PurePosixPath
 
+    @property
+    def is_extra(self) -> bool:
+        return self.manifest_path is None
+
 
 @dataclass(frozen=True)
 class SourceScan:
