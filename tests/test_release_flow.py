@@ -263,6 +263,7 @@ def whisper_crate(root: Path) -> Path:
     return directory
 
 
+@pytest.mark.compiled  # runs cargo
 def test_whisper_is_built_as_streamkits_release_script_builds_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -319,6 +320,7 @@ def exports(library: Path, symbol: str) -> bool:
         return any(s.name == symbol for s in table.iter_symbols())
 
 
+@pytest.mark.compiled  # runs cargo
 def test_a_cuda_pass_builds_the_plugins_that_declare_cuda_with_their_cuda_feature(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
