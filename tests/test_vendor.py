@@ -25,7 +25,13 @@ import pytest
 from cli import run_in_process
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
-from fixturelib import GOOD_C_KIND, PLUGIN_C_SOURCE, build_c_library, c_string_literal
+from fixturelib import (
+    GOOD_C_KIND,
+    PLUGIN_C_SOURCE,
+    build_c_library,
+    c_string_literal,
+    compiled_fixture,
+)
 from releaselib import (
     install_library,
     no_extras,
@@ -86,6 +92,7 @@ def build_sherpa_plugin(out_dir: Path, lib_dir: Path, *, runpath: bool = True) -
 
 
 @pytest.fixture(scope="module")
+@compiled_fixture
 def stand_ins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Compiled once: the libraries in a "/usr/local/lib", plugins with and without RUNPATH."""
     base = tmp_path_factory.mktemp("sherpa")
