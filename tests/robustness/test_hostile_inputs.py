@@ -262,16 +262,16 @@ PARSED_CASES = [
         (
             (
                 "plugins/native/alpha/plugin.yml",
-                _source_manifest(f"description: {_deep('[', ']')}\n"),
+                _source_manifest(f"x_deep: {_deep('[', ']')}\n"),
             ),
         ),
         "copy-plugins-native",
         1,
-        ("manifest-too-deep", "plugins/native/alpha/plugin.yml", "128 levels"),
+        ("manifest-too-deep", "plugins/native/alpha/plugin.yml"),
     ),
     ParsedCase(
         "plugin-yml-integer-5000-digits",
-        (("plugins/native/alpha/plugin.yml", _source_manifest(f"description: {BIG_INTEGER}\n")),),
+        (("plugins/native/alpha/plugin.yml", _source_manifest(f"x_big: {BIG_INTEGER}\n")),),
         "copy-plugins-native",
         1,
         ("manifest-invalid-yaml", "plugins/native/alpha/plugin.yml", "more digits"),
