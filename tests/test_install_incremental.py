@@ -111,3 +111,36 @@ def test_the_template_name_the_quick_check_signs_is_the_one_rendered() -> None:
 
     assert install._TEMPLATE_FILE == manifest.TEMPLATE_NAME
     assert install._packaged_template().is_file()
+
+
+def test_the_check_after_a_first_install_reuses_the_staged_check_and_equals_a_full_check(
+    streamkit_tree: Path, native_libs
+) -> None:
+    # Each new bundle was checked in staging; the same files are renamed into native/, so the
+    # check afterwards takes those findings as their verdicts instead of reading the libraries
+    # again, and still reports exactly what a full check of the tree reports.
+    from plugin_packaging.check.run import check_plugins_dir
+    from plugin_packaging.install.run import install_plugins
+    from plugin_packaging.settings import Settings
+    from plugin_packaging.target import Target
+    from plugin_packaging.tasks.common import run_post_install_check
+
+    release = streamkit_tree / "target" / "plugins" / "release"
+    shutil.copyfile(native_libs.runpath_usr_local, release / "libservo_web.so")  # a warning
+    shutil.copyfile(native_libs.no_symbol, release / "libpocket_tts.so")  # an error, forced
+    settings = Settings.from_config({}, root=str(streamkit_tree))
+    report = install_plugins(settings, force=True)
+    assert sorted(report.changed) == sorted(report.prechecked) != []
+    assert report.to_check == ()
+    after = run_post_install_check(settings, report.to_check)
+    full = check_plugins_dir(
+        settings.plugins_dir,
+        rule_overrides=settings.rules,
+        root=settings.root,
+        target=Target.of(settings.platform),
+    )
+    found = {(f.bundle, f.code) for f in after.findings}
+    assert ("pocket-tts", "entry-symbol-missing") in found, found
+    assert ("servo", "library-search-path") in found, found
+    assert after.findings == full.findings
+    assert after.failed() and full.failed()

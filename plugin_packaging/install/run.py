@@ -93,6 +93,14 @@ class InstallReport:
     dry_run: bool = False
     #: Ids whose bundle changed in this run, for a check that looks only at what changed.
     changed: tuple[str, ...] = ()
+    #: Changed bundles whose verdict this run already recorded from the check of the staged
+    #: bundle (the same files, renamed into place): the check afterwards need not read them.
+    prechecked: tuple[str, ...] = ()
+
+    @property
+    def to_check(self) -> tuple[str, ...]:
+        """The changed bundles the check after the install still has to read."""
+        return tuple(name for name in self.changed if name not in self.prechecked)
 
     @property
     def failed(self) -> bool:
@@ -218,10 +226,19 @@ def _run(
         adopt=adopt,
         force=force,
     )
-    actions = _carry_out(settings, selected, state, staging, dry_run, required, run_inputs)
+    check = _StagedCheck(settings)
+    actions = _carry_out(settings, selected, state, staging, dry_run, required, run_inputs, check)
     if not only:
         actions += _orphans(settings, scan, state, staging, dry_run, run_inputs.checkout)
     warnings = list(scan.warnings)
+    changed = tuple(a.id for a in actions if a.action in ("install", "update", "remove"))
+    prechecked: tuple[str, ...] = ()
+    if not dry_run and check.findings:
+        # Imported here, as the checker is: a run that swapped nothing in never loads it.
+        from plugin_packaging.install.verdicts import record_verdicts
+
+        swapped = {name: check.findings[name] for name in changed if name in check.findings}
+        prechecked = record_verdicts(settings, state, swapped)
     if not dry_run:
         # Only this checkout's manifests are dropped when gone: another checkout sharing the
         # plugins directory keeps its cache.
@@ -236,7 +253,6 @@ def _run(
             # Only a cache is lost (`state-not-saved`): the plugins are installed or failed on
             # their own lines, and the next run compares bytes instead of signatures.
             warnings.append(problem)
-    changed = tuple(a.id for a in actions if a.action in ("install", "update", "remove"))
     return InstallReport(
         actions=tuple(actions),
         scan_errors=scan.errors,
@@ -244,6 +260,7 @@ def _run(
         repairs=tuple(repairs),
         dry_run=dry_run,
         changed=changed,
+        prechecked=prechecked,
     )
 
 
@@ -275,6 +292,7 @@ def _carry_out(
     dry_run: bool,
     required: set[str],
     run_inputs: _RunInputs,
+    check: _StagedCheck,
 ) -> list[PluginAction]:
     """Plan every plugin, do the work the plan leaves, and return the actions in source order."""
     actions: dict[str, PluginAction] = {}
@@ -290,7 +308,6 @@ def _carry_out(
             actions[source.id] = outcome
     if work:
         _do_work(settings, work, staging, dry_run)
-        check = _StagedCheck(settings)
         actions.update(
             (w.source.id, _finish(check, w, state, staging, dry_run, run_inputs)) for w in work
         )
@@ -415,6 +432,10 @@ class _StagedCheck:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.resolver: DependencyResolver | None = None
+        #: Every finding of each staged bundle, by the name it is swapped in under: the checker
+        #: would find the same in `native/<id>/` (same files, renamed), so the check after the
+        #: install takes them as that bundle's verdict instead of reading its library again.
+        self.findings: dict[str, tuple[Finding, ...]] = {}
 
     def errors(self, item: _Work, staged: Path) -> list[Finding]:
         """What the checker grades an error in the staged bundle, after the settings."""
@@ -433,6 +454,7 @@ class _StagedCheck:
             shown_as=item.target,
             resolver=self.resolver,
         )
+        self.findings[item.target.name] = findings
         return [f for f in findings if f.severity == "error"]
 
 

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from plugin_packaging.install.state import (
     entry_signature,
     file_signature,
 )
+from plugin_packaging.rules.model import Finding
 from plugin_packaging.settings import Settings
 from plugin_packaging.target import Target
 
@@ -96,6 +97,22 @@ def check_installed_tree(settings: Settings, changed: Collection[str]) -> CheckR
         except PackagingError:
             pass  # only the verdict cache is lost: the next run checks every bundle
     return report
+
+
+def record_verdicts(
+    settings: Settings, state: InstallState, findings: Mapping[str, tuple[Finding, ...]]
+) -> tuple[str, ...]:
+    """Record `findings` (from the check of each staged bundle, now swapped into native/ under
+    its name) as those bundles' verdicts in `state`; return the names recorded. A bundle whose
+    digest cannot be taken is left out, and the check afterwards reads it as usual."""
+    context = _context(settings, Target.of(settings.platform))
+    recorded = []
+    for name, found in findings.items():
+        digest = bundle_digest(settings.native_dir / name, context)
+        if digest is not None and path_component_problem(name) is None:
+            state.verdicts[name] = Verdict(digest, found)
+            recorded.append(name)
+    return tuple(recorded)
 
 
 def _bundles(native_dir: Path) -> list[str]:

@@ -282,13 +282,13 @@ def install_and_print(
     )
     checking = settings.check and not dry_run
     if output_format == "json":
-        check = run_post_install_check(settings, report.changed) if checking else None
+        check = run_post_install_check(settings, report.to_check) if checking else None
         print_json(install_document(report, settings.native_dir, check, build))
     else:
         if output_format == "github":
             print_lines(install_annotations(report))
         emit(render_install(report, settings.native_dir, verbose=verbose), color)
-        check = run_post_install_check(settings, report.changed) if checking else None
+        check = run_post_install_check(settings, report.to_check) if checking else None
         if check is not None:
             from plugin_packaging.install.report import render_check_summary
 
