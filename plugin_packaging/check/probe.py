@@ -186,7 +186,9 @@ def _bwrap_candidates() -> list[Path]:
 def _try_bwrap(bwrap: Path, sized: bool) -> str | None:
     """None when `bwrap` sets up the probe's namespaces here, else why not (one line)."""
     command = [
-        *_bwrap_arguments(bwrap, sized, binds=()),
+        # The trial runs the same interpreter as a probe, so it needs the same binds to see it
+        # (a virtual environment under /tmp, as CI checkouts often are, would be hidden).
+        *_bwrap_arguments(bwrap, sized, binds=_binds_for(None)),
         "--",
         sys.executable,
         "-I",
@@ -506,15 +508,16 @@ def _run_child(library: Path, timeout: float) -> _ChildOutcome:
             _remove_tree(workdir)
 
 
-def _binds_for(library: Path) -> list[str]:
+def _binds_for(library: Path | None) -> list[str]:
     """What the child must see that the sandbox's scratch and masked directories would hide.
 
     The library's directory (its `$ORIGIN` dependencies live there), the interpreter's and the
     probe script's, each bound read-only, and only where they lie under /tmp or /run. A library
-    lying directly in /tmp is bound alone, so the rest of the host's /tmp stays hidden.
+    lying directly in /tmp is bound alone, so the rest of the host's /tmp stays hidden. Without a
+    library (the trial run that tests whether bubblewrap works here), the interpreter's alone.
     """
     wanted = []
-    for file in (library, Path(os.path.realpath(library))):
+    for file in (library, Path(os.path.realpath(library))) if library is not None else ():
         parent = str(file.parent)
         wanted.append(str(file) if parent in (SCRATCH_DIR, *MASKED_DIRS) else parent)
     for executable in (sys.executable, os.path.realpath(sys.executable)):
