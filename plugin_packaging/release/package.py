@@ -60,7 +60,7 @@ Status = Literal[
 
 BUNDLES_DIR = "bundles"
 REGISTRY_DIR = "registry"
-#: Our bookkeeping inside `<out>`: the lock and the staging area.
+#: Our staging area inside `<out>`, removed after each run (the lock is on `<out>` itself).
 STATE_DIR = ".plugin-packaging"
 BUNDLE_MANIFEST = "manifest.json"
 #: StreamKit's list of its official plugins (`marketplace/official-plugins.json` there).
