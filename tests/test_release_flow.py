@@ -365,3 +365,24 @@ def test_a_cuda_pass_builds_the_plugins_that_declare_cuda_with_their_cuda_featur
     code, out = run_in_process("build-plugins-native", "--root", str(root), "--only", "whisper")
     assert code == 0, out
     assert not exports(library, "built_for_cuda")
+
+
+def test_the_output_lock_is_on_the_directory_itself_and_excludes_a_second_writer(
+    tmp_path: Path,
+) -> None:
+    from plugin_packaging._fs.lock import DirectoryLock
+    from plugin_packaging.errors import PackagingError
+
+    out = tmp_path / "dist"
+    out.mkdir()
+    state = out / ".plugin-packaging"
+    with DirectoryLock(state, on_parent=True):
+        with (
+            pytest.raises(PackagingError) as refused,
+            DirectoryLock(state, on_parent=True, timeout=0.2),
+        ):
+            pass
+        assert refused.value.code == "plugins-dir-locked"
+        assert not (state / "lock").exists()
+    with DirectoryLock(state, on_parent=True, timeout=0.2):
+        pass  # released with the first holder
