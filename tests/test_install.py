@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -442,6 +443,16 @@ def test_installed_wheel_works_outside_the_checkout(streamkit_tree: Path, tmp_pa
     )
     target = tmp_path / "site"
     (wheel,) = wheels.glob("plugin_packaging-*.whl")
+    # Every module and data file of the package ships: a subpackage missing from pyproject's
+    # list would still import in the run below (the editable install of this checkout finds it).
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    ours = {
+        path.relative_to(repo).as_posix()
+        for path in (repo / "plugin_packaging").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert ours - shipped == set()
     subprocess.run(
         [
             sys.executable,
