@@ -87,10 +87,7 @@ def check_installed_tree(settings: Settings, changed: Collection[str]) -> CheckR
             known=known,
         )
         verdicts = {name: state.verdicts[name] for name in known}
-        for name, findings in report.bundle_findings.items():
-            digest = digests.get(name)
-            if digest is not None and path_component_problem(name) is None:
-                verdicts[name] = Verdict(digest, findings)
+        _record(verdicts, report.bundle_findings, digests)
         state.verdicts = verdicts
         try:
             state.save(settings.state_dir)
@@ -106,11 +103,23 @@ def record_verdicts(
     its name) as those bundles' verdicts in `state`; return the names recorded. A bundle whose
     digest cannot be taken is left out, and the check afterwards reads it as usual."""
     context = _context(settings, Target.of(settings.platform))
+    digests = {name: bundle_digest(settings.native_dir / name, context) for name in findings}
+    return _record(state.verdicts, findings, digests)
+
+
+def _record(
+    verdicts: dict[str, Verdict],
+    findings: Mapping[str, tuple[Finding, ...]],
+    digests: Mapping[str, str | None],
+) -> tuple[str, ...]:
+    """Put each bundle's `findings` into `verdicts` with its digest; return the names recorded.
+    Only a bundle with a digest and a name that is a single safe path component is recorded
+    (the state's reader refuses any other name)."""
     recorded = []
     for name, found in findings.items():
-        digest = bundle_digest(settings.native_dir / name, context)
+        digest = digests.get(name)
         if digest is not None and path_component_problem(name) is None:
-            state.verdicts[name] = Verdict(digest, found)
+            verdicts[name] = Verdict(digest, found)
             recorded.append(name)
     return tuple(recorded)
 
